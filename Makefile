@@ -1,0 +1,25 @@
+# CLIPSelf-D2. The two commands: `make demo` (the miniature paper) and `make test`.
+SHELL := /bin/bash
+PY := .venv/bin/python
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: env demo test test-all lint clean
+
+env:
+	@bash tools/setup_env.sh
+
+demo: env
+	$(PY) tools/miniature_paper.py --output output/demo $(DEMO_ARGS)
+
+test: env lint
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-all: env
+	$(PY) -m pytest -q -m "slow or not slow" $(PYTEST_ARGS)
+
+lint: env
+	$(PY) -m flake8 projects tests tools configs datasets train_net.py setup.py
+	$(PY) -m isort --check-only --diff projects tests tools datasets train_net.py setup.py
+
+clean:
+	rm -rf output .pytest_cache

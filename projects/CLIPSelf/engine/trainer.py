@@ -1,0 +1,113 @@
+"""The training loop: Detectron2's ``SimpleTrainer`` plus AMP, gradient clipping and a model hook.
+
+Model contract (the only thing the trainer knows about a model):
+
+* In training mode, ``model(batched_inputs)`` returns ``dict[str, Tensor]`` of scalar losses; the
+  trainer sums and back-propagates them. Models that need more than a forward pass (CLIPSelf's
+  frozen teacher, a custom loss) keep it inside the model: frozen sub-modules have
+  ``requires_grad=False`` and are therefore left out of the optimizer.
+* Optional hook ``model.after_train_step(iteration: int) -> None``, called after every optimizer
+  step (e.g. an EMA update or extra logging through ``get_event_storage()``).
+"""
+import contextlib
+import time
+from typing import Optional
+
+import torch
+from detectron2.engine import SimpleTrainer
+from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+__all__ = ["Trainer", "unwrap_model"]
+
+_DTYPES = {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16,
+           "bf16": torch.bfloat16}
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a (Distributed)DataParallel wrapper, or the model itself."""
+    return model.module if isinstance(model, (DistributedDataParallel, DataParallel)) else model
+
+
+class Trainer(SimpleTrainer):
+    """``SimpleTrainer`` with mixed precision, gradient clipping and ``model.after_train_step``.
+
+    Args:
+        model, data_loader, optimizer: as for ``SimpleTrainer``.
+        amp_enabled (bool): run the forward pass under ``torch.autocast``.
+        amp_dtype (str): "float16" (CUDA, with a GradScaler) or "bfloat16" (CUDA or CPU, no scaler).
+        clip_grad_norm (float or None): clip the global gradient norm to this value.
+        clip_grad_norm_type (float): the norm for clipping (2 = L2).
+        kwargs: other ``SimpleTrainer`` arguments (e.g. ``gather_metric_period``).
+    """
+
+    def __init__(
+        self,
+        model,
+        data_loader,
+        optimizer,
+        *,
+        amp_enabled: bool = False,
+        amp_dtype: str = "float16",
+        clip_grad_norm: Optional[float] = None,
+        clip_grad_norm_type: float = 2.0,
+        **kwargs,
+    ):
+        super().__init__(model, data_loader, optimizer, **kwargs)
+        if amp_dtype not in _DTYPES:
+            raise ValueError(f"amp_dtype must be one of {sorted(_DTYPES)}, got {amp_dtype!r}")
+        param = next(iter(model.parameters()))
+        self.device_type = param.device.type
+        self.amp_enabled = bool(amp_enabled)
+        self.amp_dtype = _DTYPES[amp_dtype]
+        use_scaler = self.amp_enabled and self.amp_dtype == torch.float16
+        if use_scaler and self.device_type != "cuda":
+            raise ValueError("float16 AMP needs a GPU; on the CPU use amp_dtype='bfloat16'")
+        self.grad_scaler = torch.amp.GradScaler(self.device_type, enabled=use_scaler)
+        self.clip_grad_norm = clip_grad_norm
+        self.clip_grad_norm_type = clip_grad_norm_type
+
+    def _autocast(self):
+        if not self.amp_enabled:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device_type, dtype=self.amp_dtype)
+
+    def run_step(self):
+        assert self.model.training, "[Trainer] model was changed to eval mode!"
+        start = time.perf_counter()
+        data = next(self._data_loader_iter)
+        data_time = time.perf_counter() - start
+
+        with self._autocast():
+            loss_dict = self.model(data)
+            if isinstance(loss_dict, torch.Tensor):
+                loss_dict = {"total_loss": loss_dict}
+            losses = sum(loss_dict.values())
+
+        self.optimizer.zero_grad()
+        self.grad_scaler.scale(losses).backward()
+        self.after_backward()
+        if self.clip_grad_norm is not None:
+            self.grad_scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            total_norm = torch.nn.utils.clip_grad_norm_(
+                params, self.clip_grad_norm, norm_type=self.clip_grad_norm_type
+            )
+            self.storage.put_scalar("grad_norm", float(total_norm), smoothing_hint=True)
+        self._write_metrics(loss_dict, data_time)
+        self.grad_scaler.step(self.optimizer)
+        self.grad_scaler.update()
+
+        hook = getattr(unwrap_model(self.model), "after_train_step", None)
+        if hook is not None:
+            hook(self.iter)
+
+    def state_dict(self):
+        ret = super().state_dict()
+        if self.grad_scaler.is_enabled():
+            ret["grad_scaler"] = self.grad_scaler.state_dict()
+        return ret
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if "grad_scaler" in state_dict and self.grad_scaler.is_enabled():
+            self.grad_scaler.load_state_dict(state_dict["grad_scaler"])

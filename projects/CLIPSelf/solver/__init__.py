@@ -1,0 +1,1 @@
+from .param_groups import build_param_groups, is_no_decay

@@ -1,0 +1,139 @@
+#!/usr/bin/env python
+"""The one entry point for CLIPSelf distillation, F-ViT detection, segmentation and evaluation.
+
+Detectron2 LazyConfig training script::
+
+    python train_net.py --config-file configs/X.py [--num-gpus 8] [key=value ...]
+    python train_net.py --config-file configs/X.py --eval-only train.init_checkpoint=/path/m.pth
+    python train_net.py --config-file configs/X.py --resume      # continue train.output_dir
+    (machine i)$ python train_net.py --config-file X.py --num-machines 2 --machine-rank i \
+        --dist-url tcp://HOST:PORT
+
+Overrides use Hydra's grammar (quote strings with ``=`` or ``/``: ``'train.output_dir="a/b"'``).
+A key that does not exist in the config is rejected; ``+key=value`` adds one on purpose.
+Without a GPU everything runs on the CPU (``train.device=auto``); ``--num-gpus N`` then starts
+N processes that train together over gloo.
+"""
+import logging
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import LazyConfig, instantiate
+from detectron2.engine import default_argument_parser, default_setup, default_writers, hooks, launch
+from detectron2.evaluation import inference_on_dataset, print_csv_format
+from detectron2.utils import comm
+
+from clipself.engine import Trainer, apply_overrides, create_ddp_model, resolve_device
+
+logger = logging.getLogger("clipself")
+
+
+def _amp_enabled(cfg) -> bool:
+    enabled = cfg.train.amp.get("enabled", "auto")
+    if enabled == "auto":
+        return cfg.train.device.startswith("cuda")
+    return bool(enabled)
+
+
+def do_test(cfg, model):
+    """Evaluate ``model`` on ``cfg.dataloader.test`` with ``cfg.dataloader.evaluator``.
+
+    Returns:
+        dict: the evaluator's results (empty when the config has no evaluator).
+    """
+    if "evaluator" not in cfg.dataloader or cfg.dataloader.evaluator is None:
+        logger.info("No dataloader.evaluator in the config: skipping evaluation.")
+        return {}
+    results = inference_on_dataset(
+        model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator)
+    )
+    if comm.is_main_process() and results:
+        print_csv_format(results)
+    return results or {}
+
+
+def do_train(args, cfg):
+    """Train ``cfg.model`` with ``cfg.optimizer``, ``cfg.lr_multiplier``, ``cfg.dataloader.train``.
+
+    ``cfg.train`` keys used: output_dir, init_checkpoint, max_iter, device, amp, clip_grad, ddp,
+    checkpointer (period, max_to_keep), eval_period, log_period.
+    """
+    model = instantiate(cfg.model)
+    logger.info("Model:\n{}".format(model))
+    model.to(cfg.train.device)
+
+    cfg.optimizer.params.model = model
+    optim = instantiate(cfg.optimizer)
+
+    train_loader = instantiate(cfg.dataloader.train)
+    model = create_ddp_model(model, **cfg.train.ddp)
+    clip = cfg.train.get("clip_grad", {"enabled": False})
+    trainer = Trainer(
+        model,
+        train_loader,
+        optim,
+        amp_enabled=_amp_enabled(cfg),
+        amp_dtype=cfg.train.amp.get("dtype", "float16"),
+        clip_grad_norm=clip["params"]["max_norm"] if clip.get("enabled") else None,
+        clip_grad_norm_type=clip["params"].get("norm_type", 2.0) if clip.get("enabled") else 2.0,
+    )
+    checkpointer = DetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    trainer.register_hooks(
+        [
+            hooks.IterationTimer(),
+            hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
+            hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
+            if comm.is_main_process()
+            else None,
+            hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
+            hooks.PeriodicWriter(
+                default_writers(cfg.train.output_dir, cfg.train.max_iter),
+                period=cfg.train.log_period,
+            )
+            if comm.is_main_process()
+            else None,
+        ]
+    )
+    checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
+    start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
+    trainer.train(start_iter, cfg.train.max_iter)
+    return trainer
+
+
+def setup(args):
+    """Load the config, apply validated overrides, resolve the device, run ``default_setup``."""
+    cfg = LazyConfig.load(args.config_file)
+    cfg = apply_overrides(cfg, args.opts)
+    cfg.train.device = resolve_device(cfg.train.get("device", "auto"))
+    default_setup(cfg, args)
+    if cfg.train.device == "cpu":
+        logger.info(f"Running on the CPU with {torch.get_num_threads()} threads")
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = instantiate(cfg.model)
+        model.to(cfg.train.device)
+        model = create_ddp_model(model)
+        DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
+        return do_test(cfg, model)
+    do_train(args, cfg)
+    return None
+
+
+def invoke_main() -> None:
+    args = default_argument_parser(epilog=__doc__).parse_args()
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
+
+
+if __name__ == "__main__":
+    invoke_main()  # pragma: no cover
