@@ -1,0 +1,2 @@
+from .distill import CLIPSelfMapper, read_image_checked
+from .region_eval import RegionEvalMapper

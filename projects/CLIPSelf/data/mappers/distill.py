@@ -1,0 +1,113 @@
+"""Dataset mapper for CLIPSelf distillation: student image, student boxes, teacher crops."""
+import copy
+from typing import Optional
+
+import numpy as np
+import torch
+from detectron2.data import detection_utils as utils
+from detectron2.structures import BoxMode
+from PIL import Image
+
+from ...distill.regions import clip_boxes, sample_grid_boxes, scale_boxes, select_proposals
+from ..clip_transforms import crop_letterboxed, resize_longest_pad
+
+__all__ = ["CLIPSelfMapper", "read_image_checked"]
+
+
+def read_image_checked(file_name: str) -> Image.Image:
+    """Read an RGB image, raising an error that names the file when it is missing or broken."""
+    try:
+        return Image.fromarray(utils.read_image(file_name, format="RGB"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Image {file_name} does not exist (check $DETECTRON2_DATASETS)")
+    except Exception as e:  # PIL raises many types for truncated / corrupt files
+        raise OSError(f"Cannot read image {file_name}: {e}. Is the file truncated?") from e
+
+
+class CLIPSelfMapper:
+    """Turn a dataset record into what :class:`clipself.distill.CLIPSelf` trains on.
+
+    Region sources (spec §2.2-2.3):
+
+    * ``"grid"``: a random M x N grid of the image (24 choices), at most ``max_boxes`` cells;
+      teacher crop = the cell itself (``crop_scale=1``).
+    * ``"proposals"``: the record's ``annotations`` boxes are the proposals (any COCO-format
+      file, category ignored): shuffled, first ``max_boxes``, size-filtered, dummy box if none;
+      teacher crop = the box enlarged ``crop_scale`` (1.5) times, clipped to the image.
+
+    Output dict: ``image`` uint8 (3, S, S) (longest side S, black padding right/bottom),
+    ``boxes`` (R, 4) xyxy in ``image`` pixels (the tight regions, for the student),
+    ``crops`` uint8 (R, 3, C, C) (letterboxed teacher crops), plus ``file_name``, ``image_id``,
+    ``height``, ``width``.
+
+    Args:
+        image_size (int): S, the student's square input (1024 for B/16, 896 for L/14).
+        crop_size (int): C, the teacher's input (224 for B/16, 336 for L/14).
+        region_source (str): "grid" or "proposals".
+        max_split (int): largest grid side (6).
+        max_boxes (int): regions per image (20).
+        crop_scale (float or None): teacher crop enlargement; default 1.0 (grid), 1.5 (proposals).
+        min_size, max_size (float): proposal side limits (8, 1024): area outside
+            ``[min_size^2, max_size^2]`` is dropped.
+    """
+
+    def __init__(
+        self,
+        *,
+        image_size: int = 1024,
+        crop_size: int = 224,
+        region_source: str = "grid",
+        max_split: int = 6,
+        max_boxes: int = 20,
+        crop_scale: Optional[float] = None,
+        min_size: float = 8.0,
+        max_size: float = 1024.0,
+    ):
+        if region_source not in ("grid", "proposals"):
+            raise ValueError(f"region_source must be 'grid' or 'proposals', got {region_source!r}")
+        self.image_size = image_size
+        self.crop_size = crop_size
+        self.region_source = region_source
+        self.max_split = max_split
+        self.max_boxes = max_boxes
+        if crop_scale is None:
+            crop_scale = 1.0 if region_source == "grid" else 1.5
+        self.crop_scale = crop_scale
+        self.min_size = min_size
+        self.max_size = max_size
+
+    def _regions(self, record: dict, width: int, height: int) -> torch.Tensor:
+        if self.region_source == "grid":
+            return sample_grid_boxes(
+                width, height, max_split=self.max_split, max_boxes=self.max_boxes
+            )
+        anns = record.get("annotations", [])
+        boxes = [
+            BoxMode.convert(a["bbox"], a.get("bbox_mode", BoxMode.XYWH_ABS), BoxMode.XYXY_ABS)
+            for a in anns
+        ]
+        boxes = torch.tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
+        boxes = clip_boxes(boxes, width, height)
+        return select_proposals(
+            boxes, width, height, max_boxes=self.max_boxes,
+            min_size=self.min_size, max_size=self.max_size,
+        )
+
+    def __call__(self, record: dict) -> dict:
+        record = copy.deepcopy(record)
+        image = read_image_checked(record["file_name"])
+        width, height = image.size
+        regions = self._regions(record, width, height)  # (R, 4), original pixels
+        crop_boxes = regions
+        if self.crop_scale != 1.0:
+            crop_boxes = clip_boxes(scale_boxes(regions, self.crop_scale), width, height)
+        student, scale = resize_longest_pad(image, self.image_size)
+        return {
+            "file_name": record["file_name"],
+            "image_id": record.get("image_id"),
+            "height": height,
+            "width": width,
+            "image": student,
+            "boxes": regions * scale,
+            "crops": crop_letterboxed(image, crop_boxes, self.crop_size),
+        }

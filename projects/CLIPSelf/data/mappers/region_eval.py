@@ -1,0 +1,155 @@
+"""Dataset mapper for region recognition (spec §3): panoptic segments -> regions to classify."""
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from detectron2.structures import BoxMode
+from PIL import Image
+
+from ...distill.regions import clip_boxes, scale_boxes
+from ..clip_transforms import crop_letterboxed, resize_longest_pad
+from .distill import read_image_checked
+
+__all__ = ["RegionEvalMapper", "mask_to_box", "resize_masks_longest"]
+
+
+def mask_to_box(masks: torch.Tensor) -> torch.Tensor:
+    """Tight xyxy boxes of binary masks with the *inclusive* max index (spec §3, ``mask2box``).
+
+    Args:
+        masks (Tensor): (R, H, W) bool.
+    Returns:
+        Tensor (R, 4) float: ``(min x, min y, max x, max y)``; zeros for empty masks.
+    """
+    rows = masks.any(dim=2)  # (R, H)
+    cols = masks.any(dim=1)  # (R, W)
+    h, w = masks.shape[-2:]
+    ar_h = torch.arange(h, device=masks.device)
+    ar_w = torch.arange(w, device=masks.device)
+    y0 = torch.where(rows, ar_h, h).min(dim=1).values
+    y1 = torch.where(rows, ar_h, -1).max(dim=1).values
+    x0 = torch.where(cols, ar_w, w).min(dim=1).values
+    x1 = torch.where(cols, ar_w, -1).max(dim=1).values
+    boxes = torch.stack([x0, y0, x1, y1], dim=1).float()
+    return torch.where(masks.flatten(1).any(1)[:, None], boxes, torch.zeros_like(boxes))
+
+
+def resize_masks_longest(masks: torch.Tensor, size: int) -> torch.Tensor:
+    """Masks to the dense-feature grid, aligned with the student image (spec §3).
+
+    Bicubic resize of the float masks so that the longest side is ``size``, zero padding
+    right/bottom to ``size x size``, then ``> 0`` (a liberal threshold, as the authors do).
+
+    Args:
+        masks (Tensor): (R, H, W) bool.
+    Returns:
+        Tensor (R, size, size) bool.
+    """
+    r, h, w = masks.shape
+    scale = size / max(h, w)
+    new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
+    out = torch.zeros(r, size, size, dtype=torch.bool)
+    if r == 0:
+        return out
+    resized = F.interpolate(
+        masks[:, None].float(), size=(new_h, new_w), mode="bicubic", align_corners=False
+    )[:, 0]
+    out[:, :new_h, :new_w] = resized > 0
+    return out
+
+
+class RegionEvalMapper:
+    """Turn a panoptic record into regions for :class:`RegionRecognitionEvaluator`.
+
+    For the first ``max_regions`` segments of the image (after dropping boxes with area
+    ``< min_area`` or ``> max_area``):
+
+    * thing: RoI = the annotation's tight box; teacher crop = that box x ``thing_crop_scale``;
+    * stuff: RoI = crop = the tight box of the mask (inclusive max index);
+    * mask at feature resolution (:func:`resize_masks_longest`).
+
+    Output dict: ``image`` uint8 (3, S, S); ``boxes`` (R, 4) xyxy in image pixels; ``masks``
+    bool (R, m, m) with m = S / patch; ``crops`` uint8 (R, 3, C, C); ``labels`` (R,) contiguous
+    class ids (over ``stuff_classes``, i.e. all classes); ``isthing`` bool (R,).
+
+    Args:
+        image_size (int): S (1024 B/16, 896 L/14).
+        crop_size (int): C (224 B/16, 336 L/14).
+        mask_size (int): m = S / patch (64 for both).
+        max_regions (int): first N segments of an image (100).
+        min_area, max_area (float): box-area limits (64, 1024^2).
+        thing_crop_scale (float): enlargement of thing crops (1.5).
+    """
+
+    def __init__(
+        self,
+        *,
+        image_size: int = 1024,
+        crop_size: int = 224,
+        mask_size: int = 64,
+        max_regions: int = 100,
+        min_area: float = 64.0,
+        max_area: float = 1024.0**2,
+        thing_crop_scale: float = 1.5,
+    ):
+        self.image_size = image_size
+        self.crop_size = crop_size
+        self.mask_size = mask_size
+        self.max_regions = max_regions
+        self.min_area = min_area
+        self.max_area = max_area
+        self.thing_crop_scale = thing_crop_scale
+
+    def __call__(self, record: dict) -> dict:
+        from panopticapi.utils import rgb2id
+
+        record = copy.deepcopy(record)
+        image = read_image_checked(record["file_name"])
+        width, height = image.size
+        pan = rgb2id(np.asarray(Image.open(record["pan_seg_file_name"]).convert("RGB")))
+        if pan.shape != (height, width):
+            raise ValueError(
+                f"{record['pan_seg_file_name']} is {pan.shape[::-1]} but the image is "
+                f"{(width, height)}"
+            )
+        segments = record["segments_info"][: self.max_regions]
+        ids = torch.tensor([s["id"] for s in segments], dtype=torch.int64)
+        masks = torch.from_numpy(pan.astype(np.int64))[None] == ids[:, None, None]  # (R, H, W)
+        isthing = torch.tensor([bool(s.get("isthing", True)) for s in segments], dtype=torch.bool)
+        labels = torch.tensor([s["category_id"] for s in segments], dtype=torch.int64)
+
+        thing_boxes = torch.tensor(
+            [
+                BoxMode.convert(s["bbox"], BoxMode.XYWH_ABS, BoxMode.XYXY_ABS)
+                if "bbox" in s
+                else [0.0, 0.0, 0.0, 0.0]
+                for s in segments
+            ],
+            dtype=torch.float32,
+        ).reshape(-1, 4)
+        mask_boxes = mask_to_box(masks)
+        no_bbox = torch.tensor(["bbox" not in s for s in segments], dtype=torch.bool)
+        use_mask_box = ~isthing | no_bbox
+        rois = torch.where(use_mask_box[:, None], mask_boxes, thing_boxes)  # (R, 4)
+        crop_boxes = torch.where(
+            use_mask_box[:, None], mask_boxes, scale_boxes(thing_boxes, self.thing_crop_scale)
+        )
+        crop_boxes = clip_boxes(crop_boxes, width, height)
+
+        area = (rois[:, 2] - rois[:, 0]) * (rois[:, 3] - rois[:, 1])
+        keep = (area >= self.min_area) & (area <= self.max_area) & masks.flatten(1).any(1)
+
+        student, scale = resize_longest_pad(image, self.image_size)
+        return {
+            "file_name": record["file_name"],
+            "image_id": record.get("image_id"),
+            "height": height,
+            "width": width,
+            "image": student,
+            "boxes": rois[keep] * scale,
+            "masks": resize_masks_longest(masks[keep], self.mask_size),
+            "crops": crop_letterboxed(image, crop_boxes[keep], self.crop_size),
+            "labels": labels[keep],
+            "isthing": isthing[keep],
+        }

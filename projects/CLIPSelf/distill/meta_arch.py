@@ -1,0 +1,147 @@
+"""The CLIPSelf meta-architecture (spec §2.1): a trainable student, a frozen teacher, cosine loss.
+
+Shape shorthand: B images, R regions (all images), S student input side, C teacher crop side,
+D embedding dim, h x w the dense map.
+"""
+import copy
+from typing import Dict, List, Sequence
+
+import torch
+import torch.nn.functional as F
+from detectron2.utils.events import get_event_storage
+from torch import nn
+
+from ..modeling import CLIPViT, pool_boxes, pool_masks
+
+__all__ = ["CLIPSelf", "cosine_distillation_loss"]
+
+#: OpenAI CLIP normalisation, in 0-255 pixel units (spec §2.4)
+CLIP_PIXEL_MEAN = (0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255)
+CLIP_PIXEL_STD = (0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255)
+
+
+def cosine_distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """``1 - mean_i cos(student_i, teacher_i)`` over R regions.
+
+    Args:
+        student (Tensor): (R, D) region features (any norm).
+        teacher (Tensor): (R, D) teacher embeddings (any norm).
+    Returns:
+        Tensor: scalar loss (0 when R = 0, with a graph to ``student``).
+    """
+    if student.shape[0] == 0:
+        return student.sum() * 0.0
+    cos = F.cosine_similarity(student, teacher.to(student.dtype), dim=-1)  # (R,)
+    return 1.0 - cos.mean()
+
+
+class CLIPSelf(nn.Module):
+    """Student = trainable :class:`CLIPViT`, teacher = frozen copy of the same weights.
+
+    Training (``model(batched_inputs)`` with records from :class:`CLIPSelfMapper`): the student's
+    dense map is RoI-pooled over ``boxes`` and pulled towards the teacher's embeddings of ``crops``
+    (cosine loss, returned as ``{"loss_clipself": ...}``).
+
+    Inference (records from :class:`RegionEvalMapper`): returns, per image, the L2-normalised
+    region features ``{"boxes": (R, D), "masks": (R, D), "crops": (R, D)}`` of the *evaluated*
+    model: ``alpha * student + (1 - alpha) * teacher`` (spec §2.6; ``alpha=1`` is the student).
+
+    Args:
+        student (CLIPViT): the model being refined (freezing set by its own options).
+        teacher (CLIPViT): the same architecture and weights; frozen here.
+        alpha (float): weight-ensembling factor for evaluation and export (0.7 B/16, 0.95 L/14).
+        loss_weight (float): multiplier of the cosine loss.
+        pixel_mean, pixel_std (tuple[float]): input normalisation in 0-255 units (CLIP's).
+    """
+
+    def __init__(
+        self,
+        *,
+        student: CLIPViT,
+        teacher: CLIPViT,
+        alpha: float = 1.0,
+        loss_weight: float = 1.0,
+        pixel_mean: Sequence[float] = CLIP_PIXEL_MEAN,
+        pixel_std: Sequence[float] = CLIP_PIXEL_STD,
+    ):
+        super().__init__()
+        self.student = student
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.alpha = alpha
+        self._cache = {}  # not a submodule: never saved, rebuilt per evaluation round
+        self.loss_weight = loss_weight
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.teacher.eval()  # the teacher never leaves eval mode
+        if mode:
+            self._cache.clear()  # weights will change: rebuild the ensemble when evaluating
+        return self
+
+    def _normalize(self, images: List[torch.Tensor]) -> torch.Tensor:
+        x = torch.stack([im.to(self.device, non_blocking=True) for im in images]).float()
+        return (x - self.pixel_mean) / self.pixel_std  # (N, 3, H, W)
+
+    def forward(self, batched_inputs: List[Dict]):
+        if not self.training:
+            return self.inference(batched_inputs)
+        images = self._normalize([x["image"] for x in batched_inputs])  # (B, 3, S, S)
+        boxes = [x["boxes"].to(self.device).float() for x in batched_inputs]  # B x (R_i, 4)
+        crops = self._normalize([c for x in batched_inputs for c in x["crops"]])  # (R, 3, C, C)
+
+        dense = self.student.dense_features(images)  # (B, D, h, w)
+        stride = images.shape[-1] / dense.shape[-1]
+        student = pool_boxes(dense, boxes, stride)  # (R, D)
+        with torch.no_grad():
+            teacher = self.teacher.encode_image(crops)  # (R, D)
+        loss = cosine_distillation_loss(student, teacher)
+        try:
+            get_event_storage().put_scalar("clipself/num_regions", float(len(student)))
+        except AssertionError:  # called outside a trainer (no event storage)
+            pass
+        return {"loss_clipself": loss * self.loss_weight}
+
+    def evaluated_model(self) -> CLIPViT:
+        """The model evaluated and exported: ``alpha * student + (1 - alpha) * teacher``.
+
+        Built once per evaluation round (the cache is dropped when training resumes).
+        """
+        if self.alpha == 1.0:
+            return self.student
+        if "evaluated" not in self._cache:
+            from .ensemble import ensemble_state_dicts
+
+            model = copy.deepcopy(self.student).eval().requires_grad_(False)
+            model.load_state_dict(
+                ensemble_state_dicts(
+                    self.student.state_dict(), self.teacher.state_dict(), self.alpha
+                )
+            )
+            self._cache["evaluated"] = model
+        return self._cache["evaluated"]
+
+    @torch.no_grad()
+    def inference(self, batched_inputs: List[Dict]) -> List[Dict[str, torch.Tensor]]:
+        model = self.evaluated_model()
+        images = self._normalize([x["image"] for x in batched_inputs])  # (B, 3, S, S)
+        dense = model.dense_features(images)  # (B, D, h, w)
+        stride = images.shape[-1] / dense.shape[-1]
+        boxes = [x["boxes"].to(self.device).float() for x in batched_inputs]  # B x (R_i, 4)
+        masks = [x["masks"].to(self.device) for x in batched_inputs]  # B x (R_i, h, w)
+        box_feats = F.normalize(pool_boxes(dense, boxes, stride), dim=-1)  # (R, D)
+        mask_feats = F.normalize(pool_masks(dense, masks), dim=-1)  # (R, D)
+        crops = self._normalize([c for x in batched_inputs for c in x["crops"]])
+        crop_feats = F.normalize(model.encode_image(crops), dim=-1)  # (R, D)
+        sizes = [len(b) for b in boxes]
+        return [
+            {"boxes": b, "masks": m, "crops": c}
+            for b, m, c in zip(
+                box_feats.split(sizes), mask_feats.split(sizes), crop_feats.split(sizes)
+            )
+        ]

@@ -1,0 +1,1 @@
+from .region_recognition import RegionRecognitionEvaluator, mean_class_accuracy

@@ -1,0 +1,146 @@
+"""Region-recognition evaluation (paper Table 2, spec §3): top-1 / top-5 mean class accuracy.
+
+Region features (boxes, masks, crops) of every image are classified against the text embeddings
+of all classes; accuracy is computed per class and averaged over the classes present, separately
+for things and stuff.
+"""
+import itertools
+import logging
+from collections import OrderedDict
+from typing import Dict, Optional, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from detectron2.data import MetadataCatalog
+from detectron2.evaluation import DatasetEvaluator
+from detectron2.utils import comm
+
+__all__ = ["RegionRecognitionEvaluator", "mean_class_accuracy", "load_embeddings"]
+
+logger = logging.getLogger(__name__)
+
+#: (output key, feature type, subset) reported by the evaluator; the paper's columns are
+#: Boxes = boxes/thing, Thing masks = masks/thing, Stuff masks = masks/stuff, and the image-crop
+#: baseline = crops/thing (and crops/stuff).
+REPORTED = (
+    ("boxes", "boxes", "thing"),
+    ("thing_masks", "masks", "thing"),
+    ("stuff_masks", "masks", "stuff"),
+    ("crops", "crops", "thing"),
+    ("stuff_crops", "crops", "stuff"),
+    ("stuff_boxes", "boxes", "stuff"),
+)
+
+
+def mean_class_accuracy(
+    topk: torch.Tensor, labels: torch.Tensor, k: int, num_classes: int
+) -> float:
+    """Per-class top-k accuracy averaged over the classes present (in %).
+
+    Args:
+        topk (Tensor): (R, >=k) predicted class ids, best first.
+        labels (Tensor): (R,) ground-truth class ids.
+        k (int): 1 or 5.
+        num_classes (int): K.
+    Returns:
+        float in [0, 100]; NaN when there are no regions.
+    """
+    if labels.numel() == 0:
+        return float("nan")
+    hit = (topk[:, :k] == labels[:, None]).any(dim=1).double()  # (R,)
+    correct = torch.zeros(num_classes, dtype=torch.float64).index_add_(0, labels, hit)
+    count = torch.zeros(num_classes, dtype=torch.float64).index_add_(
+        0, labels, torch.ones_like(hit)
+    )
+    present = count > 0
+    per_class = correct[present] / count[present]
+    # The authors cast the per-class means to fp16 before averaging (spec §3): we keep fp64.
+    return float(per_class.mean() * 100)
+
+
+def load_embeddings(source: Union[str, torch.Tensor, np.ndarray]) -> torch.Tensor:
+    """Text embeddings (K, D) from a tensor, a ``.npy`` file, or a ``.pt`` file (a tensor or the
+    authors' ``{name: vector}`` dict, in insertion order); L2-normalised."""
+    if isinstance(source, str):
+        if source.endswith(".npy"):
+            source = torch.from_numpy(np.load(source))
+        else:
+            obj = torch.load(source, map_location="cpu", weights_only=True)
+            source = torch.stack(list(obj.values())) if isinstance(obj, dict) else obj
+    source = torch.as_tensor(source).float()
+    if source.ndim != 2 or source.shape[0] == 0:
+        raise ValueError(f"text embeddings must be a non-empty (K, D) matrix, got {source.shape}")
+    return F.normalize(source, dim=-1)
+
+
+class RegionRecognitionEvaluator(DatasetEvaluator):
+    """Classify region features with text embeddings; report mean class accuracy.
+
+    Inputs come from :class:`clipself.data.mappers.RegionEvalMapper` (``labels``, ``isthing``),
+    outputs from :class:`clipself.distill.CLIPSelf` in eval mode (``boxes``, ``masks``,
+    ``crops`` features, L2-normalised). Works under multiple processes (results are gathered).
+
+    Args:
+        dataset_name (str): a registered panoptic dataset (its ``stuff_classes`` = all classes).
+        text_embeddings (Tensor, str or callable): (K, D) class embeddings in the dataset's
+            contiguous order, a file (see :func:`load_embeddings`), or a callable returning one.
+        distributed (bool): gather results from all processes.
+    """
+
+    def __init__(
+        self,
+        dataset_name: str,
+        text_embeddings,
+        *,
+        distributed: bool = True,
+    ):
+        self._metadata = MetadataCatalog.get(dataset_name)
+        self._class_names = list(self._metadata.stuff_classes)
+        if callable(text_embeddings):
+            text_embeddings = text_embeddings()
+        self._text = load_embeddings(text_embeddings)
+        if self._text.shape[0] != len(self._class_names):
+            raise ValueError(
+                f"{dataset_name} has {len(self._class_names)} classes but the text embeddings "
+                f"have {self._text.shape[0]} rows"
+            )
+        self._distributed = distributed
+        self.reset()
+
+    def reset(self):
+        self._rows = []  # one dict per image: labels, isthing, top5 per feature type
+
+    def process(self, inputs, outputs):
+        for inp, out in zip(inputs, outputs):
+            row = {"labels": inp["labels"].cpu(), "isthing": inp["isthing"].cpu()}
+            for kind in ("boxes", "masks", "crops"):
+                feats = out[kind].float().cpu()  # (R, D)
+                logits = feats @ self._text.T  # (R, K)
+                row[kind] = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            self._rows.append(row)
+
+    def evaluate(self) -> Optional[Dict]:
+        rows = self._rows
+        if self._distributed:
+            comm.synchronize()
+            rows = list(itertools.chain(*comm.gather(rows, dst=0)))
+            if not comm.is_main_process():
+                return None
+        if not rows:
+            logger.warning("RegionRecognitionEvaluator received no regions")
+            return {"region_recognition": {}}
+        labels = torch.cat([r["labels"] for r in rows])
+        isthing = torch.cat([r["isthing"] for r in rows])
+        topk = {kind: torch.cat([r[kind] for r in rows]) for kind in ("boxes", "masks", "crops")}
+        num_classes = len(self._class_names)
+        res = OrderedDict()
+        for name, kind, subset in REPORTED:
+            sel = isthing if subset == "thing" else ~isthing
+            for k in (1, 5):
+                res[f"{name}_top{k}"] = mean_class_accuracy(
+                    topk[kind][sel], labels[sel], k, num_classes
+                )
+        res["num_thing_regions"] = float(isthing.sum())
+        res["num_stuff_regions"] = float((~isthing).sum())
+        return {"region_recognition": res}

@@ -1,0 +1,62 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from detectron2.data import MetadataCatalog
+
+from clipself.evaluation import RegionRecognitionEvaluator, mean_class_accuracy
+
+
+def test_mean_class_accuracy_by_hand():
+    # class 0: 3 regions, 2 right at top-1; class 1: 1 region, wrong at top-1, right at top-2
+    labels = torch.tensor([0, 0, 0, 1])
+    topk = torch.tensor([[0, 1], [0, 1], [1, 0], [0, 1]])
+    assert mean_class_accuracy(topk, labels, 1, 3) == pytest.approx(100 * (2 / 3 + 0) / 2)
+    assert mean_class_accuracy(topk, labels, 2, 3) == pytest.approx(100.0)
+    assert math.isnan(mean_class_accuracy(topk[:0], labels[:0], 1, 3))
+
+
+def _register(name, classes):
+    meta = MetadataCatalog.get(name)
+    if not hasattr(meta, "stuff_classes"):
+        meta.set(stuff_classes=classes)
+
+
+def test_evaluator_on_hand_made_features():
+    name = "_test_region_eval_4cls"
+    _register(name, ["a", "b", "c", "d"])
+    text = torch.eye(4)  # class k <-> basis vector k
+    ev = RegionRecognitionEvaluator(name, text, distributed=False)
+    ev.reset()
+    # image 1: two things (classes 0, 1), one stuff (class 3)
+    labels = torch.tensor([0, 1, 3])
+    isthing = torch.tensor([True, True, False])
+    perfect = F.normalize(torch.eye(4)[labels] + 0.01, dim=-1)
+    wrong = torch.eye(4)[torch.tensor([2, 2, 2])]  # always class 2
+    out = {"boxes": perfect, "masks": wrong, "crops": perfect}
+    ev.process([{"labels": labels, "isthing": isthing}], [out])
+    # image 2: one thing of class 0 whose box feature points to class 1
+    ev.process(
+        [{"labels": torch.tensor([0]), "isthing": torch.tensor([True])}],
+        [{"boxes": torch.eye(4)[[1]], "masks": torch.eye(4)[[0]], "crops": torch.eye(4)[[0]]}],
+    )
+    res = ev.evaluate()["region_recognition"]
+    # boxes/thing: class 0 -> 1 of 2 right, class 1 -> right  => (50 + 100) / 2
+    assert res["boxes_top1"] == pytest.approx(75.0)
+    assert res["boxes_top5"] == pytest.approx(100.0)  # 4 classes: all within top 5
+    # masks/thing: class 0 -> 1 of 2 (image 2 right), class 1 -> wrong => 25
+    assert res["thing_masks_top1"] == pytest.approx(25.0)
+    assert res["stuff_masks_top1"] == pytest.approx(0.0)
+    assert res["crops_top1"] == pytest.approx(100.0)
+    assert res["stuff_crops_top1"] == pytest.approx(100.0)
+    assert res["num_thing_regions"] == 3 and res["num_stuff_regions"] == 1
+
+
+def test_evaluator_rejects_mismatched_embeddings():
+    name = "_test_region_eval_3cls"
+    _register(name, ["a", "b", "c"])
+    with pytest.raises(ValueError, match="3 classes but the text embeddings have 4 rows"):
+        RegionRecognitionEvaluator(name, torch.eye(4), distributed=False)
+    with pytest.raises(ValueError, match="non-empty"):
+        RegionRecognitionEvaluator(name, torch.zeros(0, 4), distributed=False)
