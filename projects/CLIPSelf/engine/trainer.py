@@ -103,6 +103,10 @@ class Trainer(SimpleTrainer):
 
     def state_dict(self):
         ret = super().state_dict()
+        # After the loop Detectron2 sets iter = max_iter (a count, not an index); store the last
+        # completed iteration so that --resume from model_final starts at max_iter, not one later.
+        if getattr(self, "max_iter", None) is not None:
+            ret["iteration"] = min(self.iter, self.max_iter - 1)
         if self.grad_scaler.is_enabled():
             ret["grad_scaler"] = self.grad_scaler.state_dict()
         return ret

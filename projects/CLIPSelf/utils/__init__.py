@@ -1,0 +1,1 @@
+from .kmeans import kmeans

@@ -1,0 +1,76 @@
+"""Pictures: K-Means maps of dense features and side-by-side panels."""
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from .kmeans import kmeans
+
+__all__ = ["palette", "kmeans_map", "side_by_side"]
+
+
+def palette(n: int, seed: int = 3) -> np.ndarray:
+    """``n`` distinct RGB colours (uint8, (n, 3)), deterministic."""
+    rng = np.random.default_rng(seed)
+    hues = (np.arange(n) / max(n, 1) + rng.random()) % 1.0
+    sat, val = 0.75, 0.95
+    i = np.floor(hues * 6).astype(int) % 6
+    f = hues * 6 - np.floor(hues * 6)
+    p, q, t = val * (1 - sat), val * (1 - f * sat), val * (1 - (1 - f) * sat)
+    table = np.stack([
+        np.choose(i, [val, q, p, p, t, val]),
+        np.choose(i, [t, val, val, q, p, p]),
+        np.choose(i, [p, p, t, val, val, q]),
+    ], axis=1)
+    return (table * 255).astype(np.uint8)
+
+
+def kmeans_map(
+    dense: torch.Tensor,
+    k: int,
+    *,
+    valid_hw: Optional[Sequence[int]] = None,
+    out_size: Optional[Sequence[int]] = None,
+    seed: int = 0,
+) -> Image.Image:
+    """Colour each location of a dense map by its K-Means cluster.
+
+    Args:
+        dense (Tensor): (D, h, w) features of one image.
+        k (int): clusters.
+        valid_hw (tuple): (h', w') top-left part of the map that covers the image (the rest is
+            padding: excluded from clustering and drawn black).
+        out_size (tuple): (W, H) of the returned picture (nearest upsampling).
+    Returns:
+        PIL RGB image.
+    """
+    d, h, w = dense.shape
+    vh, vw = valid_hw if valid_hw is not None else (h, w)
+    feats = dense[:, :vh, :vw].reshape(d, -1).T  # (vh*vw, D)
+    labels, _ = kmeans(feats, k, generator=torch.Generator().manual_seed(seed))
+    colours = palette(k)
+    canvas = np.zeros((h, w, 3), dtype=np.uint8)
+    canvas[:vh, :vw] = colours[labels.numpy()].reshape(vh, vw, 3)
+    img = Image.fromarray(canvas)
+    if out_size is not None:
+        img = img.resize(tuple(out_size), Image.NEAREST)
+    return img
+
+
+def side_by_side(
+    rows: List[List[Image.Image]], titles: Sequence[str], cell: int = 256
+) -> Image.Image:
+    """Tile pictures in a grid of ``cell``-sized squares with a title per column."""
+    n_cols = max(len(r) for r in rows)
+    title_h = 18
+    grid = Image.new("RGB", (n_cols * cell, title_h + len(rows) * cell), (255, 255, 255))
+    draw = ImageDraw.Draw(grid)
+    for j, title in enumerate(titles):
+        draw.text((j * cell + 4, 3), title, fill=(0, 0, 0))
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row):
+            im = img.copy()
+            im.thumbnail((cell, cell), Image.NEAREST)
+            grid.paste(im, (j * cell, title_h + i * cell))
+    return grid
