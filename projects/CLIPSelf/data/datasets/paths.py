@@ -1,9 +1,9 @@
 """Where datasets live and how missing files are reported.
 
 Every registered dataset is rooted at ``$DETECTRON2_DATASETS`` (default ``./datasets``), exactly
-like Detectron2's built-in datasets. Nothing here touches the disk at import time: paths are checked when
-a dataset is loaded, and a missing file raises an error that names the path and the command that
-creates it.
+like Detectron2's built-in datasets. Nothing here touches the disk at import time: paths are
+checked when a dataset is loaded, and a missing file raises an error that names the path and the
+command that creates it.
 """
 import os
 
