@@ -183,8 +183,8 @@ def prepare_world(
     done = 0
     pool = None
     if workers > 1:
-        methods = mp.get_all_start_methods()
-        pool = mp.get_context("fork" if "fork" in methods else None).Pool(workers)
+        # spawn, not fork: forking a process whose torch thread pool is running can deadlock
+        pool = mp.get_context("spawn").Pool(workers)
     try:
         for split, count in zip(SPLITS, (num_train, num_val)):
             dirs = (paths[f"{split}_images"], paths[f"{split}_panoptic"], paths[f"{split}_semseg"])
