@@ -18,7 +18,9 @@ dataloader.train.mapper.augmentations = [
     L(T.ResizeShortestEdge)(short_edge_length=(128, 160, 192), sample_style="choice", max_size=384),
     L(T.RandomFlip)(horizontal=True),
 ]
-dataloader.test.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=160, max_size=384)]
+dataloader.test.mapper.augmentations = [
+    L(T.ResizeShortestEdge)(short_edge_length=160, max_size=384)
+]
 dataloader.train.total_batch_size = 8
 dataloader.train.num_workers = 2
 dataloader.test.num_workers = 1

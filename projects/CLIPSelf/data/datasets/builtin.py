@@ -13,6 +13,8 @@ def register_all(root: str) -> None:
     register_ov_lvis(root)
     register_coco_panoptic_with_sem_seg(root)
     register_all_ade20k(root)
+    from .clipself_proposals import register_clipself_proposals
+    register_clipself_proposals(root)
     from .synthetic import register_synthetic
     register_synthetic(root)
 

@@ -1,0 +1,59 @@
+# Data for CLIPSelf: distillation images (COCO train2017 grid patches by default) and the
+# region-recognition evaluation on COCO panoptic val2017 (paper Table 2, spec §3).
+from omegaconf import OmegaConf
+
+from detectron2.config import LazyCall as L
+from detectron2.data import (
+    build_detection_test_loader,
+    build_detection_train_loader,
+    get_detection_dataset_dicts,
+)
+
+import clipself.data  # noqa: F401  (registers the datasets)
+from clipself.data.mappers import CLIPSelfMapper, RegionEvalMapper
+from clipself.evaluation import RegionRecognitionEvaluator
+from clipself.modeling import TextClassifier
+from clipself.modeling.vocabulary import dataset_text_embeddings
+
+dataloader = OmegaConf.create()
+
+dataloader.train = L(build_detection_train_loader)(
+    dataset=L(get_detection_dataset_dicts)(names="coco_2017_train", filter_empty=False),
+    mapper=L(CLIPSelfMapper)(
+        image_size=1024,  # student: longest side 1024, padded to a square (64 x 64 tokens)
+        crop_size=224,  # teacher crops, letterboxed
+        region_source="grid",  # 24 grid choices, <= 20 cells per image
+        max_boxes=20,
+    ),
+    total_batch_size=16,  # 8 GPUs x 2 images
+    aspect_ratio_grouping=False,
+    num_workers=4,
+)
+
+dataloader.test = L(build_detection_test_loader)(
+    dataset=L(get_detection_dataset_dicts)(
+        names="coco_2017_val_panoptic_with_sem_seg", filter_empty=False
+    ),
+    mapper=L(RegionEvalMapper)(
+        image_size="${...train.mapper.image_size}",
+        crop_size="${...train.mapper.crop_size}",
+        mask_size=64,  # image_size / patch
+    ),
+    num_workers=4,
+)
+
+# Text embeddings of all 133 panoptic classes from the original (frozen) text tower, with the
+# 63-template ensemble (spec §3-4.8), cached on disk.
+dataloader.evaluator = L(RegionRecognitionEvaluator)(
+    dataset_name="${..test.dataset.names}",
+    text_embeddings=L(dataset_text_embeddings)(
+        dataset_name="${..dataset_name}",
+        key="stuff_classes",
+        classifier=L(TextClassifier)(
+            model_name="${model.teacher.model_name}",
+            pretrained="${model.teacher.pretrained}",
+            templates="vild",
+            cache_dir="./output/text_embeddings",
+        ),
+    ),
+)

@@ -1,0 +1,24 @@
+# CLIPSelf self-distillation (spec §2.1): student = trainable CLIP ViT (all blocks unlocked;
+# patch embedding, positional embedding, class token, final norm and head frozen), teacher = a
+# frozen copy of the same weights. Defaults: EVA02-CLIP-B/16 (open_clip tag of the authors' base
+# weights EVA02_CLIP_B_psz16_s8B; or pretrained="/path/EVA02_CLIP_B_psz16_s8B.pt").
+from detectron2.config import LazyCall as L
+
+from clipself.distill import CLIPSelf
+from clipself.modeling import CLIPViT
+
+model = L(CLIPSelf)(
+    student=L(CLIPViT)(
+        model_name="EVA02-B-16",
+        pretrained="merged2b_s8b_b131k",
+        freeze="clipself",
+        last_block_mode="v",
+    ),
+    teacher=L(CLIPViT)(
+        model_name="${..student.model_name}",
+        pretrained="${..student.pretrained}",
+        freeze="all",
+    ),
+    alpha=0.7,  # saved/evaluated weights = 0.7 * student + 0.3 * teacher (spec §2.6)
+    loss_weight=1.0,
+)
