@@ -52,11 +52,12 @@ def do_test(cfg, model):
     return results or {}
 
 
-def do_train(args, cfg):
-    """Train ``cfg.model`` with ``cfg.optimizer``, ``cfg.lr_multiplier``, ``cfg.dataloader.train``.
+def build_trainer(args, cfg):
+    """Model, optimizer, data, hooks and checkpointer of a training run, restored per ``--resume``.
 
-    ``cfg.train`` keys used: output_dir, init_checkpoint, max_iter, device, amp, clip_grad, ddp,
-    checkpointer (period, max_to_keep), eval_period, log_period.
+    Returns:
+        (Trainer, DetectionCheckpointer): the trainer's ``iter`` is the last completed iteration
+        when resuming (training continues at ``trainer.iter + 1``).
     """
     model = instantiate(cfg.model)
     logger.info("Model:\n{}".format(model))
@@ -95,6 +96,16 @@ def do_train(args, cfg):
         ]
     )
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
+    return trainer, checkpointer
+
+
+def do_train(args, cfg):
+    """Train ``cfg.model`` with ``cfg.optimizer``, ``cfg.lr_multiplier``, ``cfg.dataloader.train``.
+
+    ``cfg.train`` keys used: output_dir, init_checkpoint, max_iter, device, amp, clip_grad, ddp,
+    checkpointer (period, max_to_keep), eval_period, log_period.
+    """
+    trainer, checkpointer = build_trainer(args, cfg)
     start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
     trainer.train(start_iter, cfg.train.max_iter)
     return trainer

@@ -108,7 +108,7 @@ def write_report(out: str, metrics: dict) -> None:
         "| AP | AP50 | AP75 |",
         "|---|---|---|",
         "| {:.1f} | {:.1f} | {:.1f} |".format(
-            det.get("AP", float("nan")), det.get("AP50", float("nan")), det.get("AP75", float("nan"))
+            *(det.get(k, float("nan")) for k in ("AP", "AP50", "AP75"))
         ),
         "",
         "COCO AP over all 30 thing classes of the validation split; the 6 novel classes are never",

@@ -14,9 +14,9 @@ trained on base classes.
 """
 import logging
 import math
+import multiprocessing as mp
 import os
 import time
-import multiprocessing as mp
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np

@@ -14,6 +14,8 @@ Datasets (``prefix`` = ``"synth"`` by default), all read from ``ROOT/synthetic/`
   ``label_divisor=1000``, ``ignore_label=255``, ``evaluator_type="coco_panoptic_seg"``.
 * ``synth_sem_seg_{train,val}``: semantic segmentation (``load_sem_seg``) over all 35 classes.
 * ``synth_captions_{train,val}``: records ``file_name, image_id, height, width, caption``.
+* ``synth_proposals_{train,val}``: class-agnostic boxes of every object (novel included, no
+  labels) as ``annotations``: region proposals for CLIPSelf distillation.
 
 Registration touches no file; a missing file raises ``FileNotFoundError`` naming it and the
 command that creates it when the dataset is loaded.
@@ -180,4 +182,14 @@ def register_synthetic(root: str, prefix: str = "synth") -> Dict[str, str]:
             return load_synthetic_captions(_require(cap_json, root), _require(images, root))
 
         _register(name, _load_cap, json_file=cap_json, image_root=images, **common)
+
+        # Class-agnostic region proposals for CLIPSelf (spec §2.3): the boxes of every object,
+        # novel ones included, without labels (an oracle stand-in for the authors' proposals).
+        name = f"{prefix}_proposals_{split}"
+        all_json = p[f"instances_{split}_all"]
+
+        def _load_prop(all_json=all_json, images=images):
+            return load_coco_json(_require(all_json, root), _require(images, root))
+
+        _register(name, _load_prop, json_file=all_json, image_root=images)
     return p

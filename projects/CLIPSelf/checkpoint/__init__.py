@@ -1,0 +1,14 @@
+"""Checkpoint converters: CLIP/CLIPSelf visual towers (EVA-CLIP <-> open_clip/timm)."""
+from .clip_convert import (
+    LoadReport,
+    convert_clip_checkpoint,
+    detect_visual_layout,
+    eva_clip_to_timm,
+    export_clipself_checkpoint,
+    load_visual_weights,
+    read_checkpoint,
+    split_visual_state_dict,
+    timm_to_eva_clip,
+    unwrap_state_dict,
+    visual_to_clipself_state_dict,
+)

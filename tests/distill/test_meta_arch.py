@@ -1,0 +1,120 @@
+import copy
+
+import torch
+import torch.nn.functional as F
+from detectron2.utils.events import EventStorage
+
+from clipself.distill import CLIPSelf, cosine_distillation_loss, ensemble_state_dicts
+from clipself.modeling import CLIPViT
+
+TEXT = {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
+VIT = {"name": "tiny-vit", "embed_dim": 32, "text_cfg": TEXT, "vision_cfg": {
+    "image_size": 32, "patch_size": 8, "width": 64, "layers": 3, "head_width": 32}}
+
+
+def _pair():
+    torch.manual_seed(0)
+    student = CLIPViT(VIT, freeze="clipself")
+    teacher = copy.deepcopy(student)
+    return CLIPSelf(student=student, teacher=teacher, alpha=0.7)
+
+
+def _batch(n_images=2, n_boxes=3, size=64, crop=32):
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for _ in range(n_images):
+        xy = torch.rand(n_boxes, 2, generator=g) * size / 2
+        wh = 8 + torch.rand(n_boxes, 2, generator=g) * size / 2
+        out.append({
+            "image": torch.randint(0, 255, (3, size, size), generator=g, dtype=torch.uint8),
+            "boxes": torch.cat([xy, xy + wh], dim=1),
+            "crops": torch.randint(0, 255, (n_boxes, 3, crop, crop), generator=g,
+                                   dtype=torch.uint8),
+        })
+    return out
+
+
+def test_cosine_loss_zero_for_identical_features():
+    x = torch.randn(5, 8)
+    assert cosine_distillation_loss(x, 3 * x).abs() < 1e-6
+    assert torch.isclose(cosine_distillation_loss(x, -x), torch.tensor(2.0))
+    empty = cosine_distillation_loss(torch.zeros(0, 8, requires_grad=True), torch.zeros(0, 8))
+    assert empty == 0 and empty.requires_grad
+
+
+class _Const(torch.nn.Module):
+    """A stand-in tower whose dense map and crop embedding are the same vector everywhere."""
+
+    def __init__(self, v):
+        super().__init__()
+        self.v = torch.nn.Parameter(v)
+
+    def dense_features(self, x):
+        return F.normalize(self.v, dim=0)[None, :, None, None].expand(len(x), -1, 4, 4)
+
+    def encode_image(self, x):
+        return 2.0 * self.v[None].expand(len(x), -1)
+
+
+def test_loss_is_zero_when_student_and_teacher_agree():
+    v = torch.randn(16)
+    model = CLIPSelf(student=_Const(v), teacher=_Const(v.clone())).train()
+    with EventStorage():
+        loss = model(_batch())["loss_clipself"]
+    assert loss.abs() < 1e-6
+
+
+def test_gradients_reach_only_trainable_parameters_and_teacher_is_fixed():
+    model = _pair().train()
+    teacher_before = {k: v.clone() for k, v in model.teacher.state_dict().items()}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    with EventStorage():
+        for _ in range(8):
+            loss = model(_batch())["loss_clipself"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    for k, v in model.teacher.state_dict().items():
+        assert torch.equal(v, teacher_before[k]), k
+    assert not model.teacher.training
+    assert all(not p.requires_grad for p in model.teacher.parameters())
+    for name, p in model.student.named_parameters():
+        if p.requires_grad:
+            assert "resblocks" in name, name  # only transformer blocks train (spec §2.1)
+        else:
+            assert p.grad is None, name
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.student.parameters())
+
+
+def test_inference_uses_the_weight_ensemble():
+    model = _pair()
+    with torch.no_grad():
+        for p in model.student.parameters():
+            p.add_(0.1)
+    model.eval()
+    batch = _batch()
+    for b in batch:
+        b["masks"] = torch.ones(len(b["boxes"]), 8, 8, dtype=torch.bool)
+    out = model(batch)
+    assert [o["boxes"].shape for o in out] == [(3, 32), (3, 32)]
+    expected = copy.deepcopy(model.student)
+    expected.load_state_dict(
+        ensemble_state_dicts(model.student.state_dict(), model.teacher.state_dict(), 0.7)
+    )
+    images = model._normalize([b["image"] for b in batch])
+    dense = expected.dense_features(images)
+    # whole-map masks: mask pooling = mean of the map
+    ref = F.normalize(dense.mean(dim=(2, 3)), dim=-1)
+    assert torch.allclose(out[0]["masks"][0], ref[0], atol=1e-5)
+    student_only = F.normalize(model.student.dense_features(images).mean((2, 3)), dim=-1)
+    assert not torch.allclose(out[0]["masks"][0], student_only[0])
+
+
+def test_ensemble_state_dicts():
+    s = {"w": torch.ones(2), "n": torch.tensor(3)}
+    t = {"w": torch.zeros(2), "n": torch.tensor(1)}
+    out = ensemble_state_dicts(s, t, 0.7)
+    assert torch.allclose(out["w"], torch.full((2,), 0.7)) and out["n"] == 3
