@@ -58,6 +58,25 @@ class _LastBlock(NamedTuple):
     gaussian_std: Optional[float]
 
 
+#: open_clip model configs shipped with the project (e.g. the synthetic world's toy CLIP)
+PROJECT_MODEL_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "model_configs")
+
+
+def register_project_model_configs() -> bool:
+    """Make the project's open_clip configs (``ToyCLIP-*``) known to open_clip.
+
+    Returns:
+        bool: True if something was newly registered.
+    """
+    import open_clip
+
+    names = [f[:-5] for f in os.listdir(PROJECT_MODEL_CONFIGS) if f.endswith(".json")]
+    if all(n in open_clip.list_models() for n in names):
+        return False
+    open_clip.add_model_config(PROJECT_MODEL_CONFIGS)
+    return True
+
+
 def resolve_model_config(model_name: Union[str, Mapping]) -> Tuple[str, Dict[str, Any]]:
     """The open_clip model config for a name, a JSON file or a dict.
 
@@ -89,6 +108,8 @@ def resolve_model_config(model_name: Union[str, Mapping]) -> Tuple[str, Dict[str
         import open_clip
 
         cfg = open_clip.get_model_config(model_name)
+        if cfg is None and register_project_model_configs():
+            cfg = open_clip.get_model_config(model_name)
         if cfg is None:
             raise ValueError(
                 f"unknown open_clip model config {model_name!r}: use a built-in name "

@@ -40,7 +40,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TOY_CLIP_NAME = "ToyCLIP-ViT-P8"
-_CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "model_configs")
 #: Captions of object crops during pre-training (one drawn at random per crop).
 CROP_TEMPLATES = (
     "a photo of a {}.",
@@ -56,10 +55,9 @@ CLIP_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(3, 1, 1) * 25
 
 def register_toy_clip_configs() -> None:
     """Make the project's open_clip model configs (``ToyCLIP-*``) known to open_clip."""
-    import open_clip
+    from ..modeling.clip_vit import register_project_model_configs
 
-    if TOY_CLIP_NAME not in open_clip.list_models():
-        open_clip.add_model_config(_CONFIG_DIR)
+    register_project_model_configs()
 
 
 def object_crops(
