@@ -22,6 +22,7 @@ SHRINK = {
     # random weights instead of downloading the authors' base checkpoints
     "CLIPSelf/*": ["model.student.pretrained=null"],
     "common/models/clipself.py": ["model.student.pretrained=null"],
+    "Synthetic/clipself_*": ["model.student.pretrained=null"],
 }
 
 

@@ -118,3 +118,19 @@ def test_ensemble_state_dicts():
     t = {"w": torch.zeros(2), "n": torch.tensor(1)}
     out = ensemble_state_dicts(s, t, 0.7)
     assert torch.allclose(out["w"], torch.full((2,), 0.7)) and out["n"] == 3
+
+
+def test_export_alpha_ensemble_loads_in_clipvit(tmp_path):
+    from clipself.distill import export_distilled
+
+    model = _pair()
+    with torch.no_grad():
+        for p in model.student.parameters():
+            p.add_(0.05)
+    ckpt = tmp_path / "model_final.pth"
+    torch.save({"model": model.state_dict(), "iteration": 3}, ckpt)
+    export_distilled(str(ckpt), str(tmp_path / "out.pt"), model_name=VIT, alpha=0.5)
+    loaded = CLIPViT(VIT, pretrained=str(tmp_path / "out.pt")).eval()
+    expected = ensemble_state_dicts(model.student.state_dict(), model.teacher.state_dict(), 0.5)
+    for k, v in loaded.state_dict().items():
+        assert torch.allclose(v, expected[k]), k
