@@ -70,7 +70,8 @@ def side_by_side(
         draw.text((j * cell + 4, 3), title, fill=(0, 0, 0))
     for i, row in enumerate(rows):
         for j, img in enumerate(row):
-            im = img.copy()
-            im.thumbnail((cell, cell), Image.NEAREST)
+            scale = cell / max(img.size)
+            im = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                            Image.NEAREST)
             grid.paste(im, (j * cell, title_h + i * cell))
     return grid
