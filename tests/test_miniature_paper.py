@@ -21,13 +21,15 @@ def test_quick_miniature_paper(tmp_path, monkeypatch):
         assert (out / name).exists(), name
     m = json.loads((out / "metrics.json").read_text())
     assert 0 <= m["toy_clip"]["zero_shot_top1"] <= 100
-    for when in ("before", "after"):
+    for when in ("before", "after", "after_proposals"):
         res = m["region_recognition"][when]
         for key in ("boxes_top1", "boxes_top5", "thing_masks_top1", "stuff_masks_top1",
                     "crops_top1"):
             assert math.isfinite(res[key]) and 0 <= res[key] <= 100, (when, key)
         assert res["boxes_top1"] <= res["boxes_top5"]
     assert m["clipself"]["loss_last"] < m["clipself"]["loss_first"]
-    assert set(m["seconds"]) >= {"world", "toy_clip", "before", "clipself", "pictures", "total"}
+    assert m["clipself_proposals"]["loss_last"] < m["clipself_proposals"]["loss_first"]
+    stages = {"world", "toy_clip", "before", "clipself", "proposals", "pictures", "total"}
+    assert set(m["seconds"]) >= stages
     report = (out / "REPORT.md").read_text()
     assert "Dense features, toy CLIP + CLIPSelf" in report

@@ -7,8 +7,9 @@
 2. toy_clip   train the toy CLIP contrastively on scenes + object crops (cached by settings)
 3. before     region recognition of the toy CLIP: dense boxes / thing masks / stuff masks vs
               image crops (paper Table 2 protocol) through ``train_net.py --eval-only``
-4. clipself   CLIPSelf distillation (image patches) through ``train_net.py``, evaluated after
-5. pictures   K-Means maps of the dense features before / after (paper Figure 4)
+4. clipself   CLIPSelf distillation with image patches through ``train_net.py``, evaluated after
+5. proposals  CLIPSelf distillation with region proposals (class-agnostic object boxes)
+6. pictures   K-Means maps of the dense features before / after (paper Figure 4)
 
 Results: ``OUTPUT/REPORT.md`` and ``OUTPUT/metrics.json``. F-ViT detection on the synthetic
 world joins when the detector is built (README "Roadmap").
@@ -28,6 +29,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISTILL_CONFIG = "configs/Synthetic/clipself_toy_patches.py"
+PROPOSALS_CONFIG = "configs/Synthetic/clipself_toy_proposals.py"
 
 #: full (make demo) and quick (CI integration test) sizes
 SIZES = {
@@ -132,12 +134,15 @@ def stage_region_before(out: str, env: dict, toy_ckpt: str, size: dict, quick: b
     return parse_copypaste(log, "region_recognition")
 
 
-def stage_clipself(out: str, env: dict, toy_ckpt: str, size: dict, quick: bool) -> dict:
-    out_dir = os.path.join(out, "clipself")
+def stage_clipself(
+    out: str, env: dict, toy_ckpt: str, size: dict, quick: bool, source: str = "patches"
+) -> dict:
+    out_dir = os.path.join(out, "clipself" if source == "patches" else "clipself_proposals")
+    config = DISTILL_CONFIG if source == "patches" else PROPOSALS_CONFIG
     iters = size["distill_iters"]
     warmup = max(1, iters // 15)
     log = _train_net([
-        "--config-file", DISTILL_CONFIG, *_distill_opts(out_dir, toy_ckpt, size, quick),
+        "--config-file", config, *_distill_opts(out_dir, toy_ckpt, size, quick),
         f"train.max_iter={iters}", f"train.eval_period={iters}",
         f"train.checkpointer.period={iters}", f"train.log_period={max(1, min(10, iters // 4))}",
         f"lr_multiplier.warmup_length={warmup / iters}",
@@ -180,12 +185,17 @@ def stage_pictures(out: str, data_root: str, toy_ckpt: str, clipself_ckpt: str) 
     return {"kmeans": path, "exported_checkpoint": exported}
 
 
+def _ratio(a: float, b: float) -> str:
+    return f"{100 * a / b:.0f}%" if b > 0 else "n/a"
+
+
 def _pick(res: dict) -> dict:
     return {k: res.get(v, float("nan")) for k, v in REGION_KEYS.items()}
 
 
 def write_report(out: str, m: dict) -> None:
     before, after = m["region_recognition"]["before"], m["region_recognition"]["after"]
+    after_prop = m["region_recognition"]["after_proposals"]
 
     def row(name, r, kind="dense"):
         if kind == "crops":
@@ -208,9 +218,15 @@ def write_report(out: str, m: dict) -> None:
         f"- Toy CLIP ({tc['settings']['steps']} steps): zero-shot top-1 on validation object "
         "crops (boxes x1.5, 30 classes, \"a photo of a {}.\") = "
         f"**{tc['zero_shot_top1']:.1f}%**.",
-        f"- CLIPSelf (image patches): {m['sizes']['distill_iters']} iterations x "
-        f"{m['sizes']['distill_batch']} images; loss {cs['loss_first']:.3f} -> "
-        f"{cs['loss_last']:.3f}.",
+        f"- CLIPSelf: {m['sizes']['distill_iters']} iterations x "
+        f"{m['sizes']['distill_batch']} images (student 128 px, 16 x 16 tokens; teacher crops "
+        f"64 px); loss {cs['loss_first']:.3f} -> {cs['loss_last']:.3f} (patches), "
+        f"{m['clipself_proposals']['loss_first']:.3f} -> "
+        f"{m['clipself_proposals']['loss_last']:.3f} (proposals = class-agnostic object boxes, "
+        "crops x1.5).",
+        f"- Dense box top-1 after CLIPSelf / image-crop top-1 of the toy CLIP: "
+        f"{_ratio(after['boxes_top1'], before['crops_top1'])} (patches), "
+        f"{_ratio(after_prop['boxes_top1'], before['crops_top1'])} (proposals).",
         "",
         "## Region recognition (paper Table 2 protocol; mean per-class accuracy, %)",
         "",
@@ -221,8 +237,10 @@ def write_report(out: str, m: dict) -> None:
         "|---|---|---|---|---|---|---|",
         row("Image crops, toy CLIP", before, "crops"),
         row("Dense features, toy CLIP", before),
-        row("Dense features, toy CLIP + CLIPSelf", after),
-        row("Image crops, toy CLIP + CLIPSelf (student)", after, "crops"),
+        row("Dense features, toy CLIP + CLIPSelf (patches)", after),
+        row("Dense features, toy CLIP + CLIPSelf (proposals)", after_prop),
+        row("Image crops, CLIPSelf student (patches)", after, "crops"),
+        row("Image crops, CLIPSelf student (proposals)", after_prop, "crops"),
         "",
         "## K-Means of dense features (paper Figure 4)",
         "",
@@ -257,7 +275,7 @@ def main(argv=None) -> dict:
         "world": {"num_train": size["num_train"], "num_val": size["num_val"], "seed": args.seed},
         "seconds": {},
     }
-    stages = ["world", "toy_clip", "before", "clipself", "pictures"]
+    stages = ["world", "toy_clip", "before", "clipself", "proposals", "pictures"]
     t_all = time.time()
     state = {}
     for i, stage in enumerate(stages):
@@ -279,6 +297,11 @@ def main(argv=None) -> dict:
             metrics["region_recognition"]["after"] = _pick(cs.pop("region_recognition"))
             state["clipself_ckpt"] = cs.pop("checkpoint")
             metrics["clipself"] = cs
+        elif stage == "proposals":
+            cs = stage_clipself(out, state["env"], state["toy"], size, args.quick, "proposals")
+            metrics["region_recognition"]["after_proposals"] = _pick(cs.pop("region_recognition"))
+            cs.pop("checkpoint")
+            metrics["clipself_proposals"] = cs
         elif stage == "pictures":
             metrics["pictures"] = stage_pictures(
                 out, state["data_root"], state["toy"], state["clipself_ckpt"])
