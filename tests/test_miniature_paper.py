@@ -29,7 +29,9 @@ def test_quick_miniature_paper(tmp_path, monkeypatch):
         assert res["boxes_top1"] <= res["boxes_top5"]
     assert m["clipself"]["loss_last"] < m["clipself"]["loss_first"]
     assert m["clipself_proposals"]["loss_last"] < m["clipself_proposals"]["loss_first"]
-    stages = {"world", "toy_clip", "before", "clipself", "proposals", "pictures", "total"}
+    stages = {"world", "toy_clip", "before", "clipself", "proposals", "alpha", "pictures", "total"}
+    assert set(m["region_recognition"]["alpha"]) == {
+        "patches_alpha0.7", "patches_alpha0.5", "proposals_alpha0.7", "proposals_alpha0.5"}
     assert set(m["seconds"]) >= stages
     report = (out / "REPORT.md").read_text()
     assert "Dense features, toy CLIP + CLIPSelf" in report

@@ -9,7 +9,9 @@
               image crops (paper Table 2 protocol) through ``train_net.py --eval-only``
 4. clipself   CLIPSelf distillation with image patches through ``train_net.py``, evaluated after
 5. proposals  CLIPSelf distillation with region proposals (class-agnostic object boxes)
-6. pictures   K-Means maps of the dense features before / after (paper Figure 4)
+6. alpha      weight ensembling alpha * student + (1 - alpha) * teacher (spec §2.6) of both runs,
+              evaluated with ``train_net.py --eval-only``
+7. pictures   K-Means maps of the dense features before / after (paper Figure 4)
 
 Results: ``OUTPUT/REPORT.md`` and ``OUTPUT/metrics.json``. F-ViT detection on the synthetic
 world joins when the detector is built (README "Roadmap").
@@ -163,6 +165,25 @@ def stage_clipself(
     }
 
 
+ALPHAS = (0.7, 0.5)
+
+
+def stage_alpha(out: str, env: dict, toy_ckpt: str, size: dict, quick: bool) -> dict:
+    """Evaluate the alpha-ensembles of both distillation runs (no training)."""
+    res = {}
+    for source, config, folder in (("patches", DISTILL_CONFIG, "clipself"),
+                                   ("proposals", PROPOSALS_CONFIG, "clipself_proposals")):
+        ckpt = os.path.join(out, folder, "model_final.pth")
+        for alpha in ALPHAS:
+            log = _train_net([
+                "--eval-only", "--config-file", config,
+                *_distill_opts(os.path.join(out, "alpha_eval"), toy_ckpt, size, quick),
+                f'train.init_checkpoint="{ckpt}"', f"model.alpha={alpha}",
+            ], env)
+            res[f"{source}_alpha{alpha}"] = _pick(parse_copypaste(log, "region_recognition"))
+    return res
+
+
 def stage_pictures(out: str, data_root: str, toy_ckpt: str, clipself_ckpt: str) -> dict:
     """Export the distilled student and draw K-Means maps before / after."""
     from clipself.distill import export_distilled
@@ -204,6 +225,15 @@ def write_report(out: str, m: dict) -> None:
                 f"{r['thing_masks_top1']:.1f} | {r['thing_masks_top5']:.1f} | "
                 f"{r['stuff_masks_top1']:.1f} | {r['stuff_masks_top5']:.1f} |")
 
+    alpha_rows = []
+    for source, r1 in (("patches", after), ("proposals", after_prop)):
+        rows = [(1.0, r1)] + [
+            (a, m["region_recognition"]["alpha"][f"{source}_alpha{a}"]) for a in ALPHAS
+        ]
+        alpha_rows += [
+            f"| {source} | {a} | {r['boxes_top1']:.1f} | {r['thing_masks_top1']:.1f} | "
+            f"{r['stuff_masks_top1']:.1f} | {r['crops_top1']:.1f} |" for a, r in rows
+        ]
     w = m["world"]
     tc = m["toy_clip"]
     cs = m["clipself"]
@@ -242,6 +272,12 @@ def write_report(out: str, m: dict) -> None:
         row("Image crops, CLIPSelf student (patches)", after, "crops"),
         row("Image crops, CLIPSelf student (proposals)", after_prop, "crops"),
         "",
+        "## Weight ensembling (spec §2.6): alpha * student + (1 - alpha) * teacher",
+        "",
+        "| run | alpha | Boxes top1 | Thing masks top1 | Stuff masks top1 | Crops top1 |",
+        "|---|---|---|---|---|---|",
+        *alpha_rows,
+        "",
         "## K-Means of dense features (paper Figure 4)",
         "",
         "![kmeans](kmeans.png)",
@@ -275,7 +311,7 @@ def main(argv=None) -> dict:
         "world": {"num_train": size["num_train"], "num_val": size["num_val"], "seed": args.seed},
         "seconds": {},
     }
-    stages = ["world", "toy_clip", "before", "clipself", "proposals", "pictures"]
+    stages = ["world", "toy_clip", "before", "clipself", "proposals", "alpha", "pictures"]
     t_all = time.time()
     state = {}
     for i, stage in enumerate(stages):
@@ -302,6 +338,9 @@ def main(argv=None) -> dict:
             metrics["region_recognition"]["after_proposals"] = _pick(cs.pop("region_recognition"))
             cs.pop("checkpoint")
             metrics["clipself_proposals"] = cs
+        elif stage == "alpha":
+            metrics["region_recognition"]["alpha"] = stage_alpha(
+                out, state["env"], state["toy"], size, args.quick)
         elif stage == "pictures":
             metrics["pictures"] = stage_pictures(
                 out, state["data_root"], state["toy"], state["clipself_ckpt"])
