@@ -25,6 +25,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -141,6 +142,7 @@ def stage_clipself(
 ) -> dict:
     out_dir = os.path.join(out, "clipself" if source == "patches" else "clipself_proposals")
     config = DISTILL_CONFIG if source == "patches" else PROPOSALS_CONFIG
+    shutil.rmtree(out_dir, ignore_errors=True)  # metrics.json is appended to: start clean
     iters = size["distill_iters"]
     warmup = max(1, iters // 15)
     log = _train_net([
