@@ -71,8 +71,9 @@ def test_unknown_key_is_rejected(world, tmp_path):
 
 def test_two_processes_over_gloo(world, tmp_path):
     out = str(tmp_path / "ddp")
-    proc = _run(world, "--num-gpus", "2", *TINY, f'train.output_dir="{out}"', "train.max_iter=2",
-                "train.eval_period=0", "dataloader.train.total_batch_size=2")
+    proc = _run(world, "--num-gpus", "2", "--dist-url", "auto", *TINY,
+                f'train.output_dir="{out}"', "train.max_iter=2", "train.eval_period=0",
+                "dataloader.train.total_batch_size=2")
     assert "World size: 2" in proc.stdout + proc.stderr
     # rank 1 logs to its own file (Detectron2's setup_logger)
     with open(os.path.join(out, "log.txt.rank1")) as f:

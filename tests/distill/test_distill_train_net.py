@@ -90,3 +90,33 @@ def test_resume_restores_iteration_and_optimizer(world, tmp_path, monkeypatch):
     assert all(torch.equal(sd[k], v) for k, v in saved["model"].items())
     trainer.train(trainer.iter + 1, cfg.train.max_iter)
     assert trainer.iter == 6 and _losses(out)[-1] > 0
+
+
+def _eval_only(world, ckpt, *extra):
+    env = dict(os.environ, DETECTRON2_DATASETS=world, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "train_net.py", "--eval-only", *extra, "--config-file", CONFIG,
+         *TINY[1:], f'model.student.pretrained="{ckpt}"'],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    lines = [ln.split("copypaste: ", 1)[1] for ln in (proc.stdout + proc.stderr).splitlines()
+             if "copypaste: " in ln]
+    i = lines.index("Task: region_recognition")
+    return dict(zip(lines[i + 1].split(","), map(float, lines[i + 2].split(","))))
+
+
+def test_region_evaluation_gathers_over_two_processes(world, tmp_path):
+    """Two gloo processes each see half the images; the gathered result equals one process."""
+    import open_clip
+
+    from clipself.modeling.clip_vit import register_project_model_configs
+
+    register_project_model_configs()
+    torch.manual_seed(0)
+    ckpt = str(tmp_path / "toy.pt")  # fixed weights (text tower too) shared by both ranks
+    torch.save(open_clip.create_model("ToyCLIP-ViT-P8").state_dict(), ckpt)
+    one = _eval_only(world, ckpt, "--num-gpus", "1")
+    two = _eval_only(world, ckpt, "--num-gpus", "2", "--dist-url", "auto")
+    assert one["num_thing_regions"] > 0
+    assert two == pytest.approx(one, abs=1e-3)
