@@ -124,14 +124,21 @@ def setup(args):
 
 def main(args):
     cfg = setup(args)
-    if args.eval_only:
-        model = instantiate(cfg.model)
-        model.to(cfg.train.device)
-        model = create_ddp_model(model)
-        DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
-        return do_test(cfg, model)
-    do_train(args, cfg)
-    return None
+    try:
+        if args.eval_only:
+            model = instantiate(cfg.model)
+            model.to(cfg.train.device)
+            model = create_ddp_model(model)
+            DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
+            return do_test(cfg, model)
+        do_train(args, cfg)
+        return None
+    finally:
+        # Shut the process group down explicitly: a gloo group torn down by the interpreter at
+        # exit can abort a worker ("terminate called without an active exception").
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            comm.synchronize()
+            torch.distributed.destroy_process_group()
 
 
 def invoke_main() -> None:
