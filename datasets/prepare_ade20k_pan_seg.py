@@ -33,26 +33,23 @@ from clipself.data.datasets.ade20k import (
     instances_from_png,
     resolve_instance_catid_mapping,
 )
-from clipself.data.datasets.paths import dataset_root, require_path
-from clipself.data.datasets.prepare_utils import list_files, parallel_map, progress, write_json
+from clipself.data.datasets.paths import require_path
+from clipself.data.datasets.prepare_utils import (
+    GET_ADE,
+    GET_ADE_INSTANCES,
+    ade20k_argument_parser,
+    list_files,
+    parallel_map,
+    progress,
+    write_json,
+)
 
-_GET_ADE = "Download and unzip ADEChallengeData2016.zip into the datasets root."
-_GET_INSTANCES = ("Download annotations_instance.tar (ADE20K instance segmentation challenge) and "
-                  "extract it into ADEChallengeData2016/.")
+_GET_ADE = GET_ADE
+_GET_INSTANCES = GET_ADE_INSTANCES
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default=dataset_root(),
-                        help="datasets root (default: $DETECTRON2_DATASETS or ./datasets)")
-    parser.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val"],
-                        help="train = training/, val = validation/")
-    parser.add_argument("--catid-mapping", default=None,
-                        help=f"default: ROOT/{ADE20K_INSTANCE_CATID_MAPPING}")
-    parser.add_argument("--img-cat-ids", default=None,
-                        help=f"default: ROOT/{ADE20K_INSTANCE_IMG_CAT_IDS}")
-    parser.add_argument("--workers", type=int, default=1, help="processes (default: 1)")
-    return parser
+    return ade20k_argument_parser(__doc__.split("\n\n")[0], instances=True)
 
 
 def panoptic_categories() -> list:

@@ -17,20 +17,19 @@ import numpy as np
 from PIL import Image
 
 from clipself.data.datasets.ade20k import ADE20K_SPLITS
-from clipself.data.datasets.paths import dataset_root
-from clipself.data.datasets.prepare_utils import list_files, parallel_map, progress
+from clipself.data.datasets.prepare_utils import (
+    GET_ADE,
+    ade20k_argument_parser,
+    list_files,
+    parallel_map,
+    progress,
+)
 
-_GET_ADE = "Download and unzip ADEChallengeData2016.zip into the datasets root."
+_GET_ADE = GET_ADE
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default=dataset_root(),
-                        help="datasets root (default: $DETECTRON2_DATASETS or ./datasets)")
-    parser.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val"],
-                        help="train = training/, val = validation/")
-    parser.add_argument("--workers", type=int, default=1, help="processes (default: 1)")
-    return parser
+    return ade20k_argument_parser(__doc__.split("\n\n")[0], instances=False)
 
 
 def shift_labels(label: np.ndarray) -> np.ndarray:

@@ -3,13 +3,14 @@
 The scripts are plain files, not a package; they import these helpers from the installed
 ``clipself`` package so that each of them stays short.
 """
+import argparse
 import json
 import multiprocessing as mp
 import os
 import time
 from typing import Callable, Iterable, Iterator, Optional, Sequence
 
-from .paths import require_path
+from .paths import dataset_root, require_path
 
 __all__ = ["load_json", "write_json", "progress", "parallel_map", "list_files"]
 
@@ -75,3 +76,32 @@ def parallel_map(fn: Callable, items: Sequence, workers: Optional[int] = 1,
         return
     with mp.Pool(min(workers, len(items))) as pool:
         yield from pool.imap(fn, items, chunksize=chunksize)
+
+
+#: how to get ADE20K's files (messages of missing-file errors)
+GET_ADE = "Download and unzip ADEChallengeData2016.zip into the datasets root."
+GET_ADE_INSTANCES = ("Download annotations_instance.tar (ADE20K instance segmentation challenge) "
+                     "and extract it into ADEChallengeData2016/.")
+
+
+def ade20k_argument_parser(description: str, instances: bool = False) -> argparse.ArgumentParser:
+    """The command line shared by the ``datasets/prepare_ade20k_*.py`` scripts.
+
+    Args:
+        description (str): the script's one-line description.
+        instances (bool): add ``--catid-mapping`` and ``--img-cat-ids`` (instance files).
+    """
+    from .ade20k import ADE20K_INSTANCE_CATID_MAPPING, ADE20K_INSTANCE_IMG_CAT_IDS
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--root", default=dataset_root(),
+                        help="datasets root (default: $DETECTRON2_DATASETS or ./datasets)")
+    parser.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val"],
+                        help="train = training/, val = validation/")
+    if instances:
+        parser.add_argument("--catid-mapping", default=None,
+                            help=f"default: ROOT/{ADE20K_INSTANCE_CATID_MAPPING}")
+        parser.add_argument("--img-cat-ids", default=None,
+                            help=f"default: ROOT/{ADE20K_INSTANCE_IMG_CAT_IDS}")
+    parser.add_argument("--workers", type=int, default=1, help="processes (default: 1)")
+    return parser
