@@ -21,7 +21,7 @@ def test_quick_miniature_paper(tmp_path, monkeypatch):
         assert (out / name).exists(), name
     m = json.loads((out / "metrics.json").read_text())
     assert 0 <= m["toy_clip"]["zero_shot_top1"] <= 100
-    for when in ("before", "after", "after_proposals"):
+    for when in ("before", "after", "after_proposals", "after_mixed"):
         res = m["region_recognition"][when]
         for key in ("boxes_top1", "boxes_top5", "thing_masks_top1", "stuff_masks_top1",
                     "crops_top1"):
@@ -29,7 +29,8 @@ def test_quick_miniature_paper(tmp_path, monkeypatch):
         assert res["boxes_top1"] <= res["boxes_top5"]
     assert m["clipself"]["loss_last"] < m["clipself"]["loss_first"]
     assert m["clipself_proposals"]["loss_last"] < m["clipself_proposals"]["loss_first"]
-    stages = {"world", "toy_clip", "before", "clipself", "proposals", "alpha", "pictures", "total"}
+    stages = {"world", "toy_clip", "before", "clipself", "proposals", "mixed", "alpha",
+              "pictures", "total"}
     assert set(m["region_recognition"]["alpha"]) == {
         "patches_alpha0.7", "patches_alpha0.5", "proposals_alpha0.7", "proposals_alpha0.5"}
     assert set(m["seconds"]) >= stages

@@ -9,6 +9,7 @@
               image crops (paper Table 2 protocol) through ``train_net.py --eval-only``
 4. clipself   CLIPSelf distillation with image patches through ``train_net.py``, evaluated after
 5. proposals  CLIPSelf distillation with region proposals (class-agnostic object boxes)
+   mixed      (not in the paper) proposals + grid cells in the same image
 6. alpha      weight ensembling alpha * student + (1 - alpha) * teacher (spec §2.6) of both runs,
               evaluated with ``train_net.py --eval-only``
 7. pictures   K-Means maps of the dense features before / after (paper Figure 4)
@@ -33,6 +34,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISTILL_CONFIG = "configs/Synthetic/clipself_toy_patches.py"
 PROPOSALS_CONFIG = "configs/Synthetic/clipself_toy_proposals.py"
+MIXED_CONFIG = "configs/Synthetic/clipself_toy_mixed.py"
+_RUNS = {  # region source -> (config, output folder)
+    "patches": (DISTILL_CONFIG, "clipself"),
+    "proposals": (PROPOSALS_CONFIG, "clipself_proposals"),
+    "mixed": (MIXED_CONFIG, "clipself_mixed"),
+}
 
 #: full (make demo) and quick (CI integration test) sizes
 SIZES = {
@@ -140,8 +147,8 @@ def stage_region_before(out: str, env: dict, toy_ckpt: str, size: dict, quick: b
 def stage_clipself(
     out: str, env: dict, toy_ckpt: str, size: dict, quick: bool, source: str = "patches"
 ) -> dict:
-    out_dir = os.path.join(out, "clipself" if source == "patches" else "clipself_proposals")
-    config = DISTILL_CONFIG if source == "patches" else PROPOSALS_CONFIG
+    config, folder = _RUNS[source]
+    out_dir = os.path.join(out, folder)
     shutil.rmtree(out_dir, ignore_errors=True)  # metrics.json is appended to: start clean
     iters = size["distill_iters"]
     warmup = max(1, iters // 15)
@@ -219,6 +226,7 @@ def _pick(res: dict) -> dict:
 def write_report(out: str, m: dict) -> None:
     before, after = m["region_recognition"]["before"], m["region_recognition"]["after"]
     after_prop = m["region_recognition"]["after_proposals"]
+    after_mixed = m["region_recognition"]["after_mixed"]
 
     def row(name, r, kind="dense"):
         if kind == "crops":
@@ -258,7 +266,9 @@ def write_report(out: str, m: dict) -> None:
         "crops x1.5).",
         f"- Dense box top-1 after CLIPSelf / image-crop top-1 of the toy CLIP: "
         f"{_ratio(after['boxes_top1'], before['crops_top1'])} (patches), "
-        f"{_ratio(after_prop['boxes_top1'], before['crops_top1'])} (proposals).",
+        f"{_ratio(after_prop['boxes_top1'], before['crops_top1'])} (proposals), "
+        f"{_ratio(after_mixed['boxes_top1'], before['crops_top1'])} (mixed: up to 10 proposals "
+        "+ grid cells per image).",
         "",
         "## Region recognition (paper Table 2 protocol; mean per-class accuracy, %)",
         "",
@@ -271,6 +281,7 @@ def write_report(out: str, m: dict) -> None:
         row("Dense features, toy CLIP", before),
         row("Dense features, toy CLIP + CLIPSelf (patches)", after),
         row("Dense features, toy CLIP + CLIPSelf (proposals)", after_prop),
+        row("Dense features, toy CLIP + CLIPSelf (mixed; not in the paper)", after_mixed),
         row("Image crops, CLIPSelf student (patches)", after, "crops"),
         row("Image crops, CLIPSelf student (proposals)", after_prop, "crops"),
         "",
@@ -313,7 +324,8 @@ def main(argv=None) -> dict:
         "world": {"num_train": size["num_train"], "num_val": size["num_val"], "seed": args.seed},
         "seconds": {},
     }
-    stages = ["world", "toy_clip", "before", "clipself", "proposals", "alpha", "pictures"]
+    stages = ["world", "toy_clip", "before", "clipself", "proposals", "mixed", "alpha",
+              "pictures"]
     t_all = time.time()
     state = {}
     for i, stage in enumerate(stages):
@@ -340,6 +352,11 @@ def main(argv=None) -> dict:
             metrics["region_recognition"]["after_proposals"] = _pick(cs.pop("region_recognition"))
             cs.pop("checkpoint")
             metrics["clipself_proposals"] = cs
+        elif stage == "mixed":
+            cs = stage_clipself(out, state["env"], state["toy"], size, args.quick, "mixed")
+            metrics["region_recognition"]["after_mixed"] = _pick(cs.pop("region_recognition"))
+            cs.pop("checkpoint")
+            metrics["clipself_mixed"] = cs
         elif stage == "alpha":
             metrics["region_recognition"]["alpha"] = stage_alpha(
                 out, state["env"], state["toy"], size, args.quick)

@@ -84,3 +84,22 @@ def test_region_eval_mapper(tmp_path):
     # 80x40 -> 8x4 grid: the thing (rows 10-30, cols 20-40) covers rows 1-3, cols 2-4
     assert out["masks"][0, 1:3, 2:4].all() and not out["masks"][:, 4:].any()
     json.dumps(out["labels"].tolist())
+
+
+def test_distill_mapper_mixed_regions(tmp_path):
+    path = str(tmp_path / "im.png")
+    _image(96, 64).save(path)
+    torch.manual_seed(0)
+    mixed = CLIPSelfMapper(image_size=96, crop_size=16, region_source="mixed", max_boxes=6)
+    anns = [{"bbox": [10 + i, 10, 20, 20], "bbox_mode": 1} for i in range(5)]
+    out = mixed({"file_name": path, "image_id": 1, "annotations": anns})
+    # 3 proposals (max_boxes // 2) + 3 grid cells; proposals come first
+    assert len(out["boxes"]) <= 6 and len(out["crops"]) == len(out["boxes"])
+    props = out["boxes"][:3]
+    assert ((props[:, 2] - props[:, 0]) == 20).all()
+    # proposals are cropped x1.5, grid cells as they are
+    regions, scales = mixed._regions({"annotations": anns}, 96, 64)
+    assert scales.tolist()[:3] == [1.5] * 3 and set(scales.tolist()[3:]) <= {1.0}
+    # without annotations: grid cells only (no dummy proposal box)
+    regions, scales = mixed._regions({"annotations": []}, 96, 64)
+    assert 1 <= len(regions) <= 6 and (scales == 1).all()

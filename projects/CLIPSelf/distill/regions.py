@@ -74,8 +74,9 @@ def clip_boxes(boxes: torch.Tensor, width: float, height: float) -> torch.Tensor
     return torch.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], dim=1)
 
 
-def scale_boxes(boxes: torch.Tensor, scale: float) -> torch.Tensor:
-    """Enlarge (or shrink) xyxy boxes (R, 4) by ``scale`` around their centres."""
+def scale_boxes(boxes: torch.Tensor, scale) -> torch.Tensor:
+    """Enlarge (or shrink) xyxy boxes (R, 4) by ``scale`` (a float, or (R, 1) per box) around
+    their centres."""
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2  # (R, 2)
     half = (boxes[:, 2:] - boxes[:, :2]) * (scale / 2)  # (R, 2)
     return torch.cat([centre - half, centre + half], dim=1)

@@ -34,6 +34,8 @@ class CLIPSelfMapper:
     * ``"proposals"``: the record's ``annotations`` boxes are the proposals (any COCO-format
       file, category ignored): shuffled, first ``max_boxes``, size-filtered, dummy box if none;
       teacher crop = the box enlarged ``crop_scale`` (1.5) times, clipped to the image.
+    * ``"mixed"`` (not in the paper): up to ``max_boxes // 2`` proposals plus grid cells up to
+      ``max_boxes``, so that both objects and background ("stuff") are distilled.
 
     Output dict: ``image`` uint8 (3, S, S) (longest side S, black padding right/bottom),
     ``boxes`` (R, 4) xyxy in ``image`` pixels (the tight regions, for the student),
@@ -43,7 +45,7 @@ class CLIPSelfMapper:
     Args:
         image_size (int): S, the student's square input (1024 for B/16, 896 for L/14).
         crop_size (int): C, the teacher's input (224 for B/16, 336 for L/14).
-        region_source (str): "grid" or "proposals".
+        region_source (str): "grid", "proposals" or "mixed".
         max_split (int): largest grid side (6).
         max_boxes (int): regions per image (20).
         crop_scale (float or None): teacher crop enlargement; default 1.0 (grid), 1.5 (proposals).
@@ -63,8 +65,10 @@ class CLIPSelfMapper:
         min_size: float = 8.0,
         max_size: float = 1024.0,
     ):
-        if region_source not in ("grid", "proposals"):
-            raise ValueError(f"region_source must be 'grid' or 'proposals', got {region_source!r}")
+        if region_source not in ("grid", "proposals", "mixed"):
+            raise ValueError(
+                f"region_source must be 'grid', 'proposals' or 'mixed', got {region_source!r}"
+            )
         self.image_size = image_size
         self.crop_size = crop_size
         self.region_source = region_source
@@ -72,15 +76,31 @@ class CLIPSelfMapper:
         self.max_boxes = max_boxes
         if crop_scale is None:
             crop_scale = 1.0 if region_source == "grid" else 1.5
-        self.crop_scale = crop_scale
+        self.crop_scale = crop_scale  # for proposals; grid cells are always cropped as they are
         self.min_size = min_size
         self.max_size = max_size
 
-    def _regions(self, record: dict, width: int, height: int) -> torch.Tensor:
+    def _grid(self, width: int, height: int, max_boxes: int) -> torch.Tensor:
+        return sample_grid_boxes(width, height, max_split=self.max_split, max_boxes=max_boxes)
+
+    def _regions(self, record: dict, width: int, height: int):
+        """Regions (R, 4) in original pixels and their teacher-crop scales (R,)."""
         if self.region_source == "grid":
-            return sample_grid_boxes(
-                width, height, max_split=self.max_split, max_boxes=self.max_boxes
-            )
+            cells = self._grid(width, height, self.max_boxes)
+            return cells, torch.ones(len(cells))
+        if self.region_source == "mixed" and not record.get("annotations"):
+            cells = self._grid(width, height, self.max_boxes)
+            return cells, torch.ones(len(cells))
+        max_props = self.max_boxes if self.region_source == "proposals" else self.max_boxes // 2
+        props = self._proposals(record, width, height, max_props)
+        scales = torch.full((len(props),), float(self.crop_scale))
+        if self.region_source == "mixed":
+            cells = self._grid(width, height, self.max_boxes - len(props))
+            props = torch.cat([props, cells])
+            scales = torch.cat([scales, torch.ones(len(cells))])
+        return props, scales
+
+    def _proposals(self, record: dict, width: int, height: int, max_boxes: int) -> torch.Tensor:
         anns = record.get("annotations", [])
         boxes = [
             BoxMode.convert(a["bbox"], a.get("bbox_mode", BoxMode.XYWH_ABS), BoxMode.XYXY_ABS)
@@ -89,7 +109,7 @@ class CLIPSelfMapper:
         boxes = torch.tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
         boxes = clip_boxes(boxes, width, height)
         return select_proposals(
-            boxes, width, height, max_boxes=self.max_boxes,
+            boxes, width, height, max_boxes=max_boxes,
             min_size=self.min_size, max_size=self.max_size,
         )
 
@@ -97,10 +117,8 @@ class CLIPSelfMapper:
         record = copy.deepcopy(record)
         image = read_image_checked(record["file_name"])
         width, height = image.size
-        regions = self._regions(record, width, height)  # (R, 4), original pixels
-        crop_boxes = regions
-        if self.crop_scale != 1.0:
-            crop_boxes = clip_boxes(scale_boxes(regions, self.crop_scale), width, height)
+        regions, scales = self._regions(record, width, height)  # (R, 4) original pixels, (R,)
+        crop_boxes = clip_boxes(scale_boxes(regions, scales[:, None]), width, height)
         student, scale = resize_longest_pad(image, self.image_size)
         return {
             "file_name": record["file_name"],
