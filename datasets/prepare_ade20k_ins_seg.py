@@ -24,16 +24,14 @@ from PIL import Image
 from clipself.data.datasets.ade20k import (
     ADE20K_150_CLASSES,
     ADE20K_150_THING_IDS,
-    ADE20K_INSTANCE_CATID_MAPPING,
-    ADE20K_INSTANCE_IMG_CAT_IDS,
     ADE20K_SPLITS,
     ade20k_image_id,
     instances_from_png,
-    resolve_instance_catid_mapping,
 )
 from clipself.data.datasets.prepare_utils import (
     GET_ADE_INSTANCES,
     ade20k_argument_parser,
+    ade20k_instance_mapping,
     list_files,
     parallel_map,
     progress,
@@ -90,11 +88,7 @@ def convert_split(root: str, split: str, mapping: dict, workers: int = 1) -> str
 
 def main(argv=None) -> dict:
     args = get_parser().parse_args(argv)
-    mapping = resolve_instance_catid_mapping(
-        args.catid_mapping or os.path.join(args.root, ADE20K_INSTANCE_CATID_MAPPING),
-        args.img_cat_ids or os.path.join(args.root, ADE20K_INSTANCE_IMG_CAT_IDS),
-        required=args.catid_mapping is not None,
-    )
+    mapping = ade20k_instance_mapping(args)
     return {split: convert_split(args.root, split, mapping, args.workers)
             for split in args.splits}
 

@@ -105,3 +105,19 @@ def ade20k_argument_parser(description: str, instances: bool = False) -> argpars
                             help=f"default: ROOT/{ADE20K_INSTANCE_IMG_CAT_IDS}")
     parser.add_argument("--workers", type=int, default=1, help="processes (default: 1)")
     return parser
+
+
+def ade20k_instance_mapping(args: argparse.Namespace) -> dict:
+    """The ADE20K instance-class mapping named by ``--catid-mapping`` / ``--img-cat-ids`` (or
+    their defaults under ``--root``); required only when given explicitly."""
+    from .ade20k import (
+        ADE20K_INSTANCE_CATID_MAPPING,
+        ADE20K_INSTANCE_IMG_CAT_IDS,
+        resolve_instance_catid_mapping,
+    )
+
+    return resolve_instance_catid_mapping(
+        args.catid_mapping or os.path.join(args.root, ADE20K_INSTANCE_CATID_MAPPING),
+        args.img_cat_ids or os.path.join(args.root, ADE20K_INSTANCE_IMG_CAT_IDS),
+        required=args.catid_mapping is not None,
+    )
