@@ -22,6 +22,7 @@ from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import default_argument_parser, default_setup, default_writers, hooks, launch
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from clipself.engine import Trainer, apply_overrides, create_ddp_model, resolve_device
 
@@ -117,6 +118,8 @@ def setup(args):
     cfg = apply_overrides(cfg, args.opts)
     cfg.train.device = resolve_device(cfg.train.get("device", "auto"))
     default_setup(cfg, args)
+    # the project's own loggers (clipself.*) write to the console and log.txt as Detectron2's do
+    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="clipself")
     if cfg.train.device == "cpu":
         logger.info(f"Running on the CPU with {torch.get_num_threads()} threads")
     return cfg

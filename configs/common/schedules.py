@@ -1,6 +1,10 @@
 # LR multipliers: functions returning a LazyCall, used as
 #   lr_multiplier = warmup_cosine(max_iter=train.max_iter, warmup_iters=1000)
-from fvcore.common.param_scheduler import CosineParamScheduler, MultiStepParamScheduler
+from fvcore.common.param_scheduler import (
+    ConstantParamScheduler,
+    CosineParamScheduler,
+    MultiStepParamScheduler,
+)
 
 from detectron2.config import LazyCall as L
 from detectron2.solver import WarmupParamScheduler
@@ -25,6 +29,16 @@ def warmup_multistep(max_iter, milestones, warmup_iters, warmup_factor=0.001, ga
         scheduler=L(MultiStepParamScheduler)(
             values=values, milestones=list(milestones), num_updates=max_iter
         ),
+        warmup_length=warmup_iters / max_iter,
+        warmup_factor=warmup_factor,
+        warmup_method="linear",
+    )
+
+
+def warmup_constant(max_iter, warmup_iters, warmup_factor=0.001):
+    """Linear warm-up, then a constant LR (F-ViT OV-COCO: its LR step at epoch 100 never comes)."""
+    return L(WarmupParamScheduler)(
+        scheduler=L(ConstantParamScheduler)(value=1.0),
         warmup_length=warmup_iters / max_iter,
         warmup_factor=warmup_factor,
         warmup_method="linear",

@@ -23,6 +23,12 @@ SHRINK = {
     "CLIPSelf/*": ["model.student.pretrained=null"],
     "common/models/clipself.py": ["model.student.pretrained=null"],
     "Synthetic/clipself_*": ["model.student.pretrained=null"],
+    # F-ViT: random towers, one prompt template (LVIS has 1203 classes)
+    "*fvit*": [
+        "model.backbone.bottom_up.clip.pretrained=null",
+        "model.roi_heads.box_predictor.vocabulary.text_encoder.pretrained=null",
+        "model.roi_heads.box_predictor.vocabulary.text_encoder.templates=single",
+    ],
 }
 
 

@@ -1,1 +1,5 @@
+from .lvis_compat import patch_lvis_numpy_aliases
+from .ov_coco import OVCOCOEvaluator, per_class_ap50
 from .region_recognition import RegionRecognitionEvaluator, mean_class_accuracy
+
+patch_lvis_numpy_aliases()  # Detectron2's LVISEvaluator needs it with NumPy >= 1.24

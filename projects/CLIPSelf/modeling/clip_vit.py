@@ -698,24 +698,26 @@ class CLIPViT(Backbone):
             t, _, _ = self.run_tokens(x, modify_last=False)
             return self._pool_image(t).float()
 
-    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, dense: Optional[bool] = None) -> Dict[str, torch.Tensor]:
         """Tapped maps for Detectron2 heads.
 
         Args:
             x (Tensor): (B, 3, H, W) normalised images; H, W multiples of the patch.
+            dense (bool): also return ``clip_dense``; None = ``self.out_dense``.
         Returns:
             dict[str, Tensor]: ``block{i}`` -> (B, C, H/p, W/p) raw residual tokens (class token
-            dropped, no final norm); ``clip_dense`` -> (B, D, H/p, W/p) when ``out_dense``.
+            dropped, no final norm); ``clip_dense`` -> (B, D, H/p, W/p) when ``dense``.
         """
+        dense = self.out_dense if dense is None else bool(dense)
         with self._context(x):
-            stop = self.depth - 1 if self.out_dense else max(self.out_indices)
+            stop = self.depth - 1 if dense else max(self.out_indices)
             t, taps, grid = self.run_tokens(x, stop=stop, taps=self.out_indices)
             B = x.shape[0]
             out = {}
             for i in self.out_indices:
                 m = taps[i][:, 1:].transpose(1, 2).reshape(B, self.width, grid[0], grid[1])
                 out[f"block{i}"] = m.float() if self.autocast_dtype is not None else m
-            if self.out_dense:
+            if dense:
                 out["clip_dense"] = self._dense_from_tokens(t, grid)
             return out
 
