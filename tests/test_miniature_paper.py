@@ -29,10 +29,16 @@ def test_quick_miniature_paper(tmp_path, monkeypatch):
         assert res["boxes_top1"] <= res["boxes_top5"]
     assert m["clipself"]["loss_last"] < m["clipself"]["loss_first"]
     assert m["clipself_proposals"]["loss_last"] < m["clipself_proposals"]["loss_first"]
+    for backbone in ("original", "clipself"):
+        det = m["detection"][backbone]
+        for key in ("ap50_novel", "ap50_base"):
+            assert math.isfinite(det[key]) and 0 <= det[key] <= 100, (backbone, key)
+        assert os.path.isfile(det["checkpoint"])
     stages = {"world", "toy_clip", "before", "clipself", "proposals", "mixed", "alpha",
-              "pictures", "total"}
+              "pictures", "fvit", "total"}
     assert set(m["region_recognition"]["alpha"]) == {
         "patches_alpha0.7", "patches_alpha0.5", "proposals_alpha0.7", "proposals_alpha0.5"}
     assert set(m["seconds"]) >= stages
     report = (out / "REPORT.md").read_text()
     assert "Dense features, toy CLIP + CLIPSelf" in report
+    assert "| toy CLIP + CLIPSelf (patches) |" in report  # the detection table

@@ -145,6 +145,10 @@ def test_stride_mismatch_is_reported():
     bad.roi_heads.box_pooler.strides = [4, 8, 16, 32]
     with pytest.raises(ValueError, match="pooler scales"):
         instantiate(bad)
+    bad = copy.deepcopy(cfg)
+    bad.roi_heads.num_classes = 7
+    with pytest.raises(ValueError, match="vocabulary has 5"):
+        instantiate(bad)
     assert isinstance(instantiate(cfg), FViT)
 
 

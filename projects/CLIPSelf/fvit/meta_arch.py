@@ -17,6 +17,12 @@ class FViT(GeneralizedRCNN):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        K = self.roi_heads.box_predictor.num_classes
+        if self.roi_heads.num_classes != K:
+            raise ValueError(
+                f"roi_heads.num_classes={self.roi_heads.num_classes} but the vocabulary has {K} "
+                "classes; set them equal"
+            )
         strides = self.backbone.strides_float
         rpn = self.proposal_generator
         want = [strides[f] for f in rpn.in_features]
