@@ -25,11 +25,12 @@ from clipself.checkpoint import (
 )
 from clipself.modeling import CLIPViT
 
+DEPTH = 4  # F-ViT taps 4 blocks
 TEXT = {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
 EVA = {"name": "tiny-eva", "embed_dim": 32, "text_cfg": TEXT, "vision_cfg": {
     "image_size": 32, "timm_model_name": "eva02_base_patch16_clip_224", "timm_pool": "token",
     "timm_proj": None,
-    "timm_model_kwargs": {"img_size": 32, "patch_size": 8, "embed_dim": 64, "depth": 2,
+    "timm_model_kwargs": {"img_size": 32, "patch_size": 8, "embed_dim": 64, "depth": DEPTH,
                           "num_heads": 2}}}
 C, F, D, K = 64, 16, 32, 5
 BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -160,7 +161,7 @@ def test_coco_variant():
     assert rep.mapped == {"clip": len(CLIPViT(EVA).state_dict()), "adapters": 11, "fpn": 48,
                           "rpn": 8, "box_head": 28, "box_predictor": 7}
     rope = {k for k in sd if ".rope." in k}
-    assert len(rope) == 2 + 2 * 2  # shared table + one per block
+    assert len(rope) == 2 + 2 * DEPTH  # shared table + one per block
     dropped = {"roi_head.bbox_head.fc_cls.weight", "roi_head.bbox_head.fc_cls.bias",
                "roi_head.bbox_head.all_embeddings"} | rope
     assert set(rep.dropped) == dropped
@@ -348,3 +349,52 @@ def test_cli_end_to_end(tmp_path):
         assert main(args + ["--no-strict"]) == 0
     assert "proposal_generator.rpn_head.objectness_logits.bias" not in torch.load(
         dst, weights_only=True)["model"]
+
+
+@pytest.mark.parametrize("lvis", [False, True])
+def test_converted_state_dict_loads_into_the_fvit_model(lvis):
+    """The converted keys are exactly those of an F-ViT built from the shipped model config."""
+    import importlib.util
+
+    from detectron2.config import LazyConfig, instantiate
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.path.join(root, "configs", "common", "models", "fvit.py")
+    spec = importlib.util.spec_from_file_location("fvit_model_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cfg = LazyConfig.load(path).model
+    module.set_clip_tower(cfg, model_name=EVA, pretrained=None, out_indices=[0, 1, 2, 3],
+                          patch=8, embed_dim=D, image_size=64, text_pretrained=None)
+    cfg.backbone.bottom_up.norm = cfg.backbone.norm = "BN"
+    cfg.backbone.out_channels = F
+    cfg.proposal_generator.head.in_channels = F
+    cfg.proposal_generator.head.conv_dims = [F, F]
+    cfg.proposal_generator.head.norm = "BN" if lvis else ""
+    heads = cfg.roi_heads
+    heads.box_head.input_shape.channels = F
+    heads.box_head.conv_dims = [F] * 4
+    heads.box_head.conv_norm = "BN"
+    heads.num_classes = K
+    voc = heads.box_predictor.vocabulary
+    voc.dataset_name = voc.text_encoder = None
+    voc.class_names = [f"c{i}" for i in range(K)]
+    voc.embeddings = torch.randn(K + 1, D)
+    if lvis:
+        from detectron2.layers import ShapeSpec
+        from detectron2.modeling.roi_heads import MaskRCNNConvUpsampleHead
+
+        from clipself.fvit import FloatStrideROIPooler
+
+        heads.mask_in_features = ["p2", "p3", "p4", "p5"]
+        heads.mask_pooler = FloatStrideROIPooler(output_size=14, strides=[2, 4, 8, 16])
+        heads.mask_head = MaskRCNNConvUpsampleHead(
+            input_shape=ShapeSpec(channels=F, width=14, height=14), num_classes=1,
+            conv_dims=[F] * 5, conv_norm="BN")
+    model = instantiate(cfg)
+    sd, _, _ = _fvit_mmdet(lvis=lvis)
+    out, rep = convert_fvit_state_dict(sd, EVA)
+    assert rep.ok
+    result = model.load_state_dict(out, strict=False)
+    assert not result.missing_keys and not result.unexpected_keys, result
+    assert model.roi_heads.box_predictor.temperature.item() == 50.0

@@ -23,11 +23,23 @@ SHRINK = {
     "CLIPSelf/*": ["model.student.pretrained=null"],
     "common/models/clipself.py": ["model.student.pretrained=null"],
     "Synthetic/clipself_*": ["model.student.pretrained=null"],
-    # F-ViT: random towers, one prompt template (LVIS has 1203 classes)
+    # F-ViT: random towers, one prompt template
     "*fvit*": [
         "model.backbone.bottom_up.clip.pretrained=null",
         "model.roi_heads.box_predictor.vocabulary.text_encoder.pretrained=null",
         "model.roi_heads.box_predictor.vocabulary.text_encoder.templates=single",
+    ],
+    # real-scale F-ViT: a 2-class vocabulary (a random EVA02-L text tower needs minutes of CPU
+    # for LVIS's 1203 class prompts; the dataset-vocabulary path is covered by Synthetic/fvit_*)
+    "FViT/*": [
+        "model.roi_heads.box_predictor.vocabulary.dataset_name=null",
+        "+model.roi_heads.box_predictor.vocabulary.class_names=[cat,dog]",
+        "model.roi_heads.num_classes=2",
+    ],
+    "common/models/fvit.py": [
+        "model.roi_heads.box_predictor.vocabulary.dataset_name=null",
+        "+model.roi_heads.box_predictor.vocabulary.class_names=[cat,dog]",
+        "model.roi_heads.num_classes=2",
     ],
 }
 
