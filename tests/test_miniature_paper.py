@@ -41,4 +41,4 @@ def test_quick_miniature_paper(tmp_path, monkeypatch):
     assert set(m["seconds"]) >= stages
     report = (out / "REPORT.md").read_text()
     assert "Dense features, toy CLIP + CLIPSelf" in report
-    assert "| toy CLIP + CLIPSelf (patches) |" in report  # the detection table
+    assert "| toy CLIP + CLIPSelf (proposals) |" in report  # the detection table

@@ -14,3 +14,15 @@ from .inference import (
     semantic_inference,
 )
 from .matcher import HungarianMatcher, batch_dice_cost, batch_sigmoid_ce_cost
+# transformer decoder
+from .transformer_decoder import (
+    MLP,
+    CrossAttentionLayer,
+    FFNLayer,
+    MultiScaleMaskedTransformerDecoder,
+    OpenVocabClassHead,
+    SelfAttentionLayer,
+    attention_mask_from_masks,
+    cosine_logits,
+    masked_average_pool,
+)
