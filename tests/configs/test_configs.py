@@ -36,6 +36,14 @@ SHRINK = {
         "+model.roi_heads.box_predictor.vocabulary.class_names=[cat,dog]",
         "model.roi_heads.num_classes=2",
     ],
+    "*ov_maskformer*": [
+        "model.backbone.clip.pretrained=null",
+        "model.vocabulary.text_encoder.pretrained=null",
+    ],
+    "*panoptic_toy*": [
+        "model.backbone.clip.pretrained=null",
+        "model.vocabulary.text_encoder.pretrained=null",
+    ],
     "common/models/fvit.py": [
         "model.roi_heads.box_predictor.vocabulary.dataset_name=null",
         "+model.roi_heads.box_predictor.vocabulary.class_names=[cat,dog]",

@@ -26,3 +26,5 @@ from .transformer_decoder import (
     cosine_logits,
     masked_average_pool,
 )
+# meta-architecture
+from .meta_arch import OVMaskFormer, dataset_thing_ids, panoptic_vocabulary

@@ -1,2 +1,3 @@
 from .distill import CLIPSelfMapper, read_image_checked
 from .region_eval import RegionEvalMapper
+from .panoptic import PanopticMapper
