@@ -17,6 +17,26 @@ For each input ``IMG``: ``OUTPUT/<stem>.png`` with boxes and "name score" labels
 in red and base classes in blue, and ``OUTPUT/<stem>.json`` with the detections (``box`` xyxy
 in input-image pixels, ``class``, ``score``, ``novel``). Trailing ``key=value`` arguments
 override the config (as in train_net.py); the weights come from ``train.init_checkpoint``.
+
+Open-vocabulary panoptic / semantic segmentation (paper Figure A3): when the config's model is a
+:class:`clipself.panoptic.OVMaskFormer` the same command segments instead of detecting:
+
+    python tools/demo.py --config-file configs/Synthetic/panoptic_toy_clipself.py \\
+        --input a.png --vocabulary "red circle,blue square,grass,sky" \\
+        --thing-classes "red circle,blue square" --task panoptic --output demo_out \\
+        train.init_checkpoint=output/synthetic/panoptic_toy_clipself/model_final.pth
+
+The vocabulary is embedded with ``model.vocabulary.text_encoder`` of the config.
+``--thing-classes`` (same forms; ``""`` = all stuff) says which classes are things, the others
+being stuff; by default those that are things in the model's training vocabulary.
+``--base-classes`` gives the seen classes (used by the CLIP-score ensemble); by default those
+seen in the training vocabulary. ``--task`` is ``panoptic`` (default) or ``semantic``;
+``--confidence-threshold`` and ``--max-dets`` do not apply (override ``model.overlap_threshold``
+/ ``model.object_mask_threshold`` instead). Outputs: ``OUTPUT/<stem>.png`` drawn by Detectron2's
+Visualizer, one colour per class, unseen classes labelled with a leading ``*``; and
+``OUTPUT/<stem>.json`` with the ``segments`` (``id``, ``class``, ``class_id``, ``isthing``,
+``area`` in pixels, ``seen``) or, for ``--task semantic``, the ``classes`` present (``class``,
+``class_id``, ``pixels``, ``seen``), largest first.
 """
 import argparse
 import copy
@@ -32,6 +52,8 @@ import torch
 NOVEL_COLOR = (1.0, 0.0, 0.0)  # red, RGB in [0, 1] as Visualizer expects
 BASE_COLOR = (0.0, 0.0, 1.0)  # blue
 DISPLAY_SIZE = 512  # small images are scaled up so that their long side reaches this
+UNSEEN_PREFIX = "*"  # segmentation labels of classes unseen in training
+TASKS = ("panoptic", "semantic")
 _OVERRIDE = re.compile(r"^\+?[A-Za-z_][\w.\[\]]*=")  # key=value (hydra override grammar)
 
 
@@ -75,12 +97,14 @@ def parse_names(
     return names
 
 
-def check_base_classes(base: Sequence[str], names: Sequence[str]) -> None:
+def check_base_classes(
+    base: Sequence[str], names: Sequence[str], what: str = "--base-classes"
+) -> None:
     """Raise :class:`DemoError` if some of ``base`` are not in the vocabulary ``names``."""
     unknown = [b for b in base if b not in set(names)]
     if unknown:
         raise DemoError(
-            f"--base-classes not in the vocabulary: {unknown}; the vocabulary is {list(names)}"
+            f"{what} not in the vocabulary: {unknown}; the vocabulary is {list(names)}"
         )
 
 
@@ -88,6 +112,15 @@ def default_base_classes(names: Sequence[str], train_vocab) -> List[str]:
     """The classes of ``names`` that are base in ``train_vocab`` (a :class:`Vocabulary`)."""
     base = {n for n, b in zip(train_vocab.class_names, train_vocab.base_mask.tolist()) if b}
     return [n for n in names if n in base]
+
+
+def default_thing_classes(
+    names: Sequence[str], train_vocab, train_thing_ids: Sequence[int]
+) -> List[str]:
+    """The classes of ``names`` that are things in the training vocabulary ``train_vocab``
+    (whose thing classes have the contiguous ids ``train_thing_ids``)."""
+    things = {train_vocab.class_names[int(i)] for i in train_thing_ids}
+    return [n for n in names if n in things]
 
 
 def colors_for(novel: Sequence[bool]) -> List[Tuple[float, float, float]]:
@@ -161,14 +194,97 @@ def output_stems(paths: Sequence[str]) -> List[str]:
     return stems
 
 
-def write_json(path: str, result: Dict) -> None:
-    """``result`` as indented JSON with one line per detection."""
-    head = {k: v for k, v in result.items() if k != "detections"}
+def write_json(path: str, result: Dict, list_key: str = "detections") -> None:
+    """``result`` as indented JSON with one line per entry of ``result[list_key]`` (last)."""
+    head = {k: v for k, v in result.items() if k != list_key}
     lines = [f" {json.dumps(k)}: {json.dumps(v)}," for k, v in head.items()]
-    dets = ",\n".join(f"  {json.dumps(r)}" for r in result.get("detections", []))
+    dets = ",\n".join(f"  {json.dumps(r)}" for r in result.get(list_key, []))
     body = f"\n{dets}\n " if dets else ""
     with open(path, "w") as f:
-        f.write("{\n" + "\n".join(lines) + f'\n "detections": [{body}]\n}}\n')
+        f.write("{\n" + "\n".join(lines) + f'\n {json.dumps(list_key)}: [{body}]\n}}\n')
+
+
+# ----------------------------------------------------------------------------- segmentation
+
+
+def segmentation_metadata(class_names: Sequence[str], seen_mask, thing_ids: Sequence[int]):
+    """A throwaway :class:`Metadata` for drawing segmentations of ``class_names``.
+
+    ``stuff_classes`` and ``thing_classes`` both list every class (segment ``category_id`` is the
+    vocabulary index, things and stuff alike); unseen classes get a leading ``*``. Colours come
+    from Detectron2's colormap, one per class index.
+    """
+    from detectron2.data.catalog import Metadata
+    from detectron2.utils.colormap import colormap
+
+    seen = [bool(b) for b in (seen_mask.tolist() if hasattr(seen_mask, "tolist") else seen_mask)]
+    labels = [n if s else UNSEEN_PREFIX + n for n, s in zip(class_names, seen)]
+    palette = colormap(rgb=True, maximum=255)
+    colors = [tuple(int(v) for v in palette[i % len(palette)]) for i in range(len(labels))]
+    return Metadata(
+        name="__clipself_demo__", stuff_classes=labels, thing_classes=labels,
+        stuff_colors=colors, thing_colors=colors,
+        thing_dataset_id_to_contiguous_id={int(i): int(i) for i in thing_ids},
+    )
+
+
+def segments_to_records(
+    panoptic_seg: torch.Tensor, segments_info: Sequence[Dict], class_names: Sequence[str],
+    seen_mask,
+) -> List[Dict]:
+    """Panoptic segments of one image as JSON-ready dicts, by id.
+
+    Args:
+        panoptic_seg (Tensor): (H, W) int segment ids (0 = void).
+        segments_info (list[dict]): ``id``, ``category_id`` (vocabulary index), ``isthing``.
+        class_names (list[str]), seen_mask: the vocabulary's K names and (K,) seen flags.
+    Returns:
+        list[dict]: ``id``, ``class``, ``class_id``, ``isthing``, ``area`` (pixels), ``seen``.
+    """
+    seen = [bool(b) for b in (seen_mask.tolist() if hasattr(seen_mask, "tolist") else seen_mask)]
+    ids = panoptic_seg.detach().cpu().flatten().long()
+    top = max([int(s["id"]) for s in segments_info] + [int(ids.max()) if ids.numel() else 0])
+    areas = torch.bincount(ids.clamp(min=0), minlength=top + 1).tolist()
+    return [
+        {"id": int(s["id"]), "class": class_names[int(s["category_id"])],
+         "class_id": int(s["category_id"]), "isthing": bool(s["isthing"]),
+         "area": int(areas[int(s["id"])]), "seen": seen[int(s["category_id"])]}
+        for s in sorted(segments_info, key=lambda s: int(s["id"]))
+    ]
+
+
+def semantic_to_records(labels: torch.Tensor, class_names: Sequence[str], seen_mask) -> List[Dict]:
+    """Per-class pixel counts of a (H, W) label map, largest first (absent classes left out).
+
+    Returns:
+        list[dict]: ``class``, ``class_id``, ``pixels``, ``seen``.
+    """
+    seen = [bool(b) for b in (seen_mask.tolist() if hasattr(seen_mask, "tolist") else seen_mask)]
+    counts = torch.bincount(labels.detach().cpu().flatten().long(),
+                            minlength=len(class_names)).tolist()
+    records = [{"class": class_names[k], "class_id": k, "pixels": int(c), "seen": seen[k]}
+               for k, c in enumerate(counts[: len(class_names)]) if c > 0]
+    records.sort(key=lambda r: (-r["pixels"], r["class_id"]))
+    return records
+
+
+def draw_panoptic(image: np.ndarray, panoptic_seg: torch.Tensor, segments_info: Sequence[Dict],
+                  metadata) -> np.ndarray:
+    """``image`` (H, W, 3) uint8 RGB with the panoptic segments drawn (scaled like
+    :func:`draw_detections`)."""
+    from detectron2.utils.visualizer import Visualizer
+
+    vis = Visualizer(image, metadata=metadata, scale=display_scale(*image.shape[:2]))
+    info = [dict(s) for s in segments_info]  # the Visualizer writes "area" into them
+    return vis.draw_panoptic_seg(panoptic_seg.detach().cpu(), info).get_image()
+
+
+def draw_semantic(image: np.ndarray, labels: torch.Tensor, metadata) -> np.ndarray:
+    """``image`` (H, W, 3) uint8 RGB with the (H, W) class-index map ``labels`` drawn."""
+    from detectron2.utils.visualizer import Visualizer
+
+    vis = Visualizer(image, metadata=metadata, scale=display_scale(*image.shape[:2]))
+    return vis.draw_sem_seg(labels.detach().cpu()).get_image()
 
 
 # ----------------------------------------------------------------------------- model and data
@@ -216,8 +332,22 @@ def build_model(cfg):
     return model.eval()
 
 
+def is_panoptic(model) -> bool:
+    """Whether ``model`` is an open-vocabulary segmenter (:class:`OVMaskFormer`), not an F-ViT."""
+    from clipself.panoptic import OVMaskFormer
+
+    return isinstance(model, OVMaskFormer)
+
+
+def vocabulary_config(cfg, model):
+    """The config node that built ``model``'s vocabulary."""
+    if is_panoptic(model):
+        return cfg.model.vocabulary
+    return cfg.model.roi_heads.box_predictor.vocabulary
+
+
 def make_vocabulary(cfg, model, names: Optional[Sequence[str]], base: Optional[Sequence[str]]):
-    """The :class:`Vocabulary` to detect.
+    """The :class:`Vocabulary` to detect or segment.
 
     Args:
         names: the custom classes (None = the model's own vocabulary).
@@ -236,7 +366,7 @@ def make_vocabulary(cfg, model, names: Optional[Sequence[str]], base: Optional[S
                                 embeddings=train_vocab.embeddings.cpu())
     base = default_base_classes(names, train_vocab) if base is None else base
     check_base_classes(base, names)
-    voc_cfg = cfg.model.roi_heads.box_predictor.vocabulary
+    voc_cfg = vocabulary_config(cfg, model)
     encoder_cfg = voc_cfg.get("text_encoder", None)
     if encoder_cfg is not None:
         encoder = instantiate(copy.deepcopy(encoder_cfg))
@@ -282,7 +412,8 @@ def model_input(image: np.ndarray, augmentations: Sequence, input_format: str = 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config-file", required=True, help="F-ViT LazyConfig (.py)")
+    p.add_argument("--config-file", required=True,
+                   help="F-ViT or OVMaskFormer (panoptic) LazyConfig (.py)")
     p.add_argument("--input", nargs="+", required=True, help="image files")
     p.add_argument("--vocabulary", default=None,
                    help="comma-separated class names or a .txt file with one per line "
@@ -290,13 +421,64 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--base-classes", default=None,
                    help="base (seen) classes among the vocabulary, same forms; '' = none "
                         "(default: those base in the model's training vocabulary)")
+    p.add_argument("--thing-classes", default=None,
+                   help="panoptic models: thing classes among the vocabulary, same forms; "
+                        "'' = none, the others are stuff (default: those that are things in "
+                        "the model's training vocabulary)")
+    p.add_argument("--task", choices=TASKS, default=None,
+                   help="panoptic models: what to draw (default: panoptic)")
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--confidence-threshold", type=float, default=0.3,
-                   help="minimum score of a drawn detection")
-    p.add_argument("--max-dets", type=int, default=100, help="detections per image at most")
+                   help="F-ViT: minimum score of a drawn detection")
+    p.add_argument("--max-dets", type=int, default=100,
+                   help="F-ViT: detections per image at most")
     p.add_argument("opts", nargs=argparse.REMAINDER,
                    help="key=value config overrides, e.g. train.init_checkpoint=PATH")
     return p
+
+
+def _detect(model, vocab, image: np.ndarray, inputs: Dict, args) -> Tuple[np.ndarray, Dict, str]:
+    """F-ViT on one image: (picture, JSON result, summary)."""
+    with torch.no_grad():
+        out = model([inputs])[0]["instances"]
+    records = detections_to_records(out.to("cpu"), vocab.class_names, vocab.base_mask,
+                                    score_thresh=args.confidence_threshold,
+                                    max_dets=args.max_dets)
+    result = {"vocabulary": list(vocab.class_names), "novel_classes": list(vocab.novel_classes),
+              "detections": records}
+    novel = sum(r["novel"] for r in records)
+    top = ", ".join(f"{r['class']} {r['score']:.2f}" for r in records[:3]) or "-"
+    summary = (f"{len(records)} detections ({novel} novel, {len(records) - novel} base); "
+               f"top: {top}")
+    return draw_detections(image, records), result, summary
+
+
+def _segment(model, vocab, image: np.ndarray, inputs: Dict, args, metadata
+             ) -> Tuple[np.ndarray, Dict, str]:
+    """OVMaskFormer on one image: (picture, JSON result, summary)."""
+    with torch.no_grad():
+        out = model([inputs])[0]
+    result = {"task": args.task, "vocabulary": list(vocab.class_names),
+              "thing_classes": [vocab.class_names[i] for i in model.thing_ids],
+              "unseen_classes": list(vocab.novel_classes)}
+    if args.task == "semantic":
+        labels = out["sem_seg"].argmax(0).cpu()
+        records = semantic_to_records(labels, vocab.class_names, vocab.base_mask)
+        result["classes"] = records
+        total = max(1, labels.numel())
+        top = ", ".join(f"{r['class']} {100 * r['pixels'] / total:.0f}%" for r in records[:3])
+        summary = f"{len(records)} classes; top: {top or '-'}"
+        return draw_semantic(image, labels, metadata), result, summary
+    panoptic_seg, segments_info = out["panoptic_seg"]
+    panoptic_seg = panoptic_seg.cpu()
+    records = segments_to_records(panoptic_seg, segments_info, vocab.class_names, vocab.base_mask)
+    result["segments"] = records
+    things = sum(r["isthing"] for r in records)
+    unseen = sum(not r["seen"] for r in records)
+    top = ", ".join(r["class"] for r in sorted(records, key=lambda r: -r["area"])[:3]) or "-"
+    summary = (f"{len(records)} segments ({things} things, {len(records) - things} stuff; "
+               f"{unseen} unseen); largest: {top}")
+    return draw_panoptic(image, panoptic_seg, segments_info, metadata), result, summary
 
 
 def _run(args) -> int:
@@ -309,27 +491,61 @@ def _run(args) -> int:
     names = parse_names(args.vocabulary) if args.vocabulary is not None else None
     base = (parse_names(args.base_classes, "--base-classes", allow_empty=True)
             if args.base_classes is not None else None)
+    things = (parse_names(args.thing_classes, "--thing-classes", allow_empty=True)
+              if args.thing_classes is not None else None)
     if names is not None and base is not None:
         check_base_classes(base, names)  # before the (slow) model is built
+    if names is not None and things is not None:
+        check_base_classes(things, names, "--thing-classes")
     if args.max_dets < 1:
         raise DemoError(f"--max-dets must be positive; got {args.max_dets}")
 
     cfg = setup_config(args.config_file, args.opts)
     model = build_model(cfg)
+    panoptic = is_panoptic(model)
+    if not panoptic and (things is not None or args.task is not None):
+        raise DemoError(f"--thing-classes and --task apply to panoptic models (OVMaskFormer); "
+                        f"the config's model is a {type(model).__name__}")
+    train_vocab, train_thing_ids = model.vocabulary, list(getattr(model, "thing_ids", []))
     try:
         vocab = make_vocabulary(cfg, model, names, base)
     except ValueError as e:
         raise DemoError(f"vocabulary: {e}") from None
-    model.set_vocabulary(vocab)
-    # let the demo's threshold and cap, not the config's test settings, decide what is shown
-    predictor = model.roi_heads.box_predictor
-    predictor.test_score_thresh = min(predictor.test_score_thresh, args.confidence_threshold)
-    predictor.test_topk_per_image = max(predictor.test_topk_per_image, args.max_dets)
+    n_novel = int((~vocab.base_mask).sum())
+    if panoptic:
+        if things is None:
+            things = default_thing_classes(vocab.class_names, train_vocab, train_thing_ids)
+        check_base_classes(things, vocab.class_names, "--thing-classes")
+        thing_ids = [vocab.class_names.index(n) for n in things]
+        model.set_vocabulary(vocab, thing_ids)
+        args.task = args.task or "panoptic"
+        model.semantic_on = args.task == "semantic"
+        model.panoptic_on = args.task == "panoptic"
+        model.instance_on = False
+        metadata = segmentation_metadata(vocab.class_names, vocab.base_mask, model.thing_ids)
+
+        def process(image, inputs):
+            return _segment(model, vocab, image, inputs, args, metadata)
+
+        print(f"vocabulary: {vocab.num_classes} classes ({len(thing_ids)} things, "
+              f"{vocab.num_classes - len(thing_ids)} stuff; {n_novel} unseen, "
+              f"{vocab.num_classes - n_novel} seen); task {args.task} on {cfg.train.device}")
+    else:
+        model.set_vocabulary(vocab)
+        # let the demo's threshold and cap, not the config's test settings, decide what is shown
+        predictor = model.roi_heads.box_predictor
+        predictor.test_score_thresh = min(predictor.test_score_thresh, args.confidence_threshold)
+        predictor.test_topk_per_image = max(predictor.test_topk_per_image, args.max_dets)
+
+        def process(image, inputs):
+            return _detect(model, vocab, image, inputs, args)
+
+        print(f"vocabulary: {vocab.num_classes} classes ({n_novel} novel, "
+              f"{vocab.num_classes - n_novel} base) on {cfg.train.device}")
+    list_key = ("detections" if not panoptic
+                else "classes" if args.task == "semantic" else "segments")
     augs = build_test_augmentations(cfg)
     input_format = getattr(model, "input_format", "RGB")
-    n_novel = int((~vocab.base_mask).sum())
-    print(f"vocabulary: {vocab.num_classes} classes ({n_novel} novel, "
-          f"{vocab.num_classes - n_novel} base) on {cfg.train.device}")
 
     os.makedirs(args.output, exist_ok=True)
     failed = []
@@ -342,21 +558,13 @@ def _run(args) -> int:
                   file=sys.stderr)
             failed.append(path)
             continue
-        with torch.no_grad():
-            out = model([model_input(image, augs, input_format)])[0]["instances"]
-        records = detections_to_records(out.to("cpu"), vocab.class_names, vocab.base_mask,
-                                        score_thresh=args.confidence_threshold,
-                                        max_dets=args.max_dets)
+        picture, result, summary = process(image, model_input(image, augs, input_format))
         png = os.path.join(args.output, stem + ".png")
-        Image.fromarray(draw_detections(image, records)).save(png)
+        Image.fromarray(picture).save(png)
         write_json(os.path.join(args.output, stem + ".json"), {
             "image": path, "height": int(image.shape[0]), "width": int(image.shape[1]),
-            "vocabulary": list(vocab.class_names), "novel_classes": list(vocab.novel_classes),
-            "detections": records})
-        novel = sum(r["novel"] for r in records)
-        top = ", ".join(f"{r['class']} {r['score']:.2f}" for r in records[:3]) or "-"
-        print(f"{prefix}: {len(records)} detections ({novel} novel, {len(records) - novel} "
-              f"base); top: {top} -> {png}")
+            **result}, list_key=list_key)
+        print(f"{prefix}: {summary} -> {png}")
     if failed:
         print(f"error: {len(failed)} of {len(args.input)} images could not be read",
               file=sys.stderr)
