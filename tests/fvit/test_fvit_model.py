@@ -159,3 +159,37 @@ def test_patch16_model_matches_nominal_strides():
     with torch.no_grad():
         out = model(_batch(128, n=1))
     assert out[0]["instances"].image_size == (128, 128)
+
+
+def test_lvis_variant_with_class_agnostic_mask_head():
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling.roi_heads import MaskRCNNConvUpsampleHead
+    from detectron2.structures import BitMasks
+
+    from clipself.fvit import FloatStrideROIPooler
+
+    cfg = _cfg(patch=14, image_size=112)
+    heads = cfg.roi_heads
+    heads.mask_in_features = ["p2", "p3", "p4", "p5"]
+    heads.mask_pooler = FloatStrideROIPooler(output_size=14, strides=[3.5, 7, 14, 28])
+    heads.mask_head = MaskRCNNConvUpsampleHead(
+        input_shape=ShapeSpec(channels=16, width=14, height=14), num_classes=1,
+        conv_dims=[16] * 5, conv_norm="BN")
+    cfg.proposal_generator.head.norm = "BN"
+    model = instantiate(cfg)
+    batch = _batch(112)
+    for b in batch:
+        inst = b["instances"]
+        m = torch.zeros(len(inst), *inst.image_size, dtype=torch.bool)
+        for i, box in enumerate(inst.gt_boxes.tensor.int().tolist()):
+            m[i, box[1]:box[3], box[0]:box[2]] = True
+        inst.gt_masks = BitMasks(m)
+    model.train()
+    with EventStorage(0):
+        losses = model(batch)
+    assert "loss_mask" in losses and torch.isfinite(losses["loss_mask"])
+    model.eval()
+    with torch.no_grad():
+        out = model(batch)
+    inst = out[0]["instances"]
+    assert inst.pred_masks.shape[1:] == (112, 112)
