@@ -9,6 +9,7 @@ from detectron2.modeling.roi_heads import MaskRCNNConvUpsampleHead
 
 from clipself.fvit import FloatStrideROIPooler
 
+from ..common.data.fvit import set_image_size
 from ..common.schedules import warmup_multistep
 from .fvit_eva02_b16_ovcoco_clipself_patches_3ep import dataloader, model, optimizer, train
 
@@ -43,9 +44,7 @@ dataloader.train.dataset.names = "ov_lvis_train"  # base (f + c) annotations onl
 dataloader.train.mapper.use_instance_mask = True
 dataloader.train.mapper.recompute_boxes = True
 dataloader.test.dataset.names = "ov_lvis_val"
-for aug in (dataloader.train.mapper.augmentations[0], dataloader.test.mapper.augmentations[0]):
-    aug.target_height = aug.target_width = IMAGE_SIZE
-dataloader.train.mapper.augmentations[1].crop_size = (IMAGE_SIZE, IMAGE_SIZE)
+set_image_size(dataloader, IMAGE_SIZE)
 dataloader.evaluator = L(LVISEvaluator)(
     dataset_name="${..test.dataset.names}", max_dets_per_image=300
 )

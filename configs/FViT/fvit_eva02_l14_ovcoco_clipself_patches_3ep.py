@@ -1,5 +1,6 @@
 # F-ViT, OV-COCO, EVA02-CLIP-L/14-336 refined by CLIPSelf on patches (Table 3 row 4, 38.4):
 # taps [6, 10, 14, 23], fractional strides 3.5 .. 56, 896 x 896 inputs.
+from ..common.data.fvit import set_image_size
 from ..common.models.fvit import set_clip_tower
 from .fvit_eva02_b16_ovcoco_clipself_patches_3ep import (
     dataloader,
@@ -20,7 +21,5 @@ set_clip_tower(
     image_size=IMAGE_SIZE,
     text_pretrained="merged2b_s6b_b61k",  # = EVA02_CLIP_L_336_psz14_s6B
 )
-for aug in (dataloader.train.mapper.augmentations[0], dataloader.test.mapper.augmentations[0]):
-    aug.target_height = aug.target_width = IMAGE_SIZE
-dataloader.train.mapper.augmentations[1].crop_size = (IMAGE_SIZE, IMAGE_SIZE)
+set_image_size(dataloader, IMAGE_SIZE)
 train.output_dir = "./output/FViT/fvit_eva02_l14_ovcoco_clipself_patches_3ep"

@@ -1,5 +1,6 @@
 # F-ViT, OV-LVIS, EVA02-CLIP-L/14-336 refined by CLIPSelf on patches (Table 3 row 8, APr 34.9):
 # 896 x 896 inputs, beta 0.4 (the authors note 0.6-0.8 raises APr).
+from ..common.data.fvit import set_image_size
 from ..common.models.fvit import set_clip_tower
 from .fvit_eva02_b16_ovlvis_clipself_patches_4x import (
     dataloader,
@@ -21,7 +22,5 @@ set_clip_tower(
     text_pretrained="merged2b_s6b_b61k",
 )
 model.roi_heads.box_predictor.clip_ensemble = {"temperature": 50.0, "alpha": 0.1, "beta": 0.4}
-for aug in (dataloader.train.mapper.augmentations[0], dataloader.test.mapper.augmentations[0]):
-    aug.target_height = aug.target_width = IMAGE_SIZE
-dataloader.train.mapper.augmentations[1].crop_size = (IMAGE_SIZE, IMAGE_SIZE)
+set_image_size(dataloader, IMAGE_SIZE)
 train.output_dir = "./output/FViT/fvit_eva02_l14_ovlvis_clipself_patches_4x"

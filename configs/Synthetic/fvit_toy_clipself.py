@@ -2,6 +2,7 @@
 # (written by `make demo`) as the frozen backbone, trained on the 24 base shapes of synth_ovd_train
 # and evaluated on synth_ovd_val with AP50 over the 6 novel / 24 base shapes. Same architecture
 # and recipe as the paper's B/16 OV-COCO row, scaled to 160 px images, 64-channel FPN and a CPU.
+from ..common.data.fvit import set_image_size
 from ..common.models.fvit import set_clip_tower
 from ..common.schedules import warmup_multistep
 from ..FViT.fvit_eva02_b16_ovcoco_clipself_patches_3ep import dataloader, model, optimizer, train
@@ -38,10 +39,8 @@ predictor.vocabulary.text_encoder.cache_dir = "./output/demo/text_embeddings"
 
 dataloader.train.dataset.names = "synth_ovd_train"
 dataloader.test.dataset.names = "synth_ovd_val"
-for aug in (dataloader.train.mapper.augmentations[0], dataloader.test.mapper.augmentations[0]):
-    aug.target_height = aug.target_width = IMAGE_SIZE
+set_image_size(dataloader, IMAGE_SIZE)
 dataloader.train.mapper.augmentations[0].min_scale = 0.5  # toy images are already small
-dataloader.train.mapper.augmentations[1].crop_size = (IMAGE_SIZE, IMAGE_SIZE)
 dataloader.train.total_batch_size = 8
 dataloader.train.num_workers = 2
 dataloader.test.num_workers = 1

@@ -56,3 +56,11 @@ dataloader.test = L(build_detection_test_loader)(
 dataloader.evaluator = L(OVCOCOEvaluator)(
     dataset_name="${..test.dataset.names}", max_dets_per_image=[100, 300, 1000]
 )
+
+
+def set_image_size(dataloader, size):
+    """Train scale-jitter target, crop and test resize for square size `size` (pair it with
+    `model.backbone.square_pad = size`)."""
+    for aug in (dataloader.train.mapper.augmentations[0], dataloader.test.mapper.augmentations[0]):
+        aug.target_height = aug.target_width = size
+    dataloader.train.mapper.augmentations[1].crop_size = (size, size)
