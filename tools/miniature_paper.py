@@ -30,6 +30,8 @@ import subprocess
 import sys
 import time
 
+from clipself.utils import parse_copypaste
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISTILL_CONFIG = "configs/Synthetic/clipself_toy_patches.py"
 PROPOSALS_CONFIG = "configs/Synthetic/clipself_toy_proposals.py"
@@ -114,16 +116,6 @@ def _train_net(args, env) -> str:
         print(proc.stdout[-6000:])
         raise RuntimeError(f"train_net.py failed (exit {proc.returncode})")
     return proc.stdout
-
-
-def parse_copypaste(log: str, task: str) -> dict:
-    """The ``copypaste`` block of ``task`` printed by Detectron2's ``print_csv_format``."""
-    lines = [ln.split("copypaste: ", 1)[1] for ln in log.splitlines() if "copypaste: " in ln]
-    for i, ln in enumerate(lines):
-        if ln.strip() == f"Task: {task}" and i + 2 < len(lines) + 1:
-            keys, values = lines[i + 1].split(","), lines[i + 2].split(",")
-            return {k: float(v) for k, v in zip(keys, values)}
-    raise ValueError(f"no copypaste results for task {task!r} in the log")
 
 
 def _distill_opts(out_dir: str, toy_ckpt: str, size: dict, quick: bool) -> list:

@@ -1,1 +1,2 @@
 from .kmeans import kmeans
+from .copypaste import parse_copypaste
