@@ -13,7 +13,10 @@ from clipself.panoptic import (
     OpenVocabClassHead,
     OVMaskFormer,
     SetCriterion,
+    class_synonyms,
     make_weight_dict,
+    panoptic_vocabulary,
+    seen_by_synonyms,
 )
 
 TEXT = {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
@@ -98,3 +101,35 @@ def test_modes_differ_and_vocabulary_swaps():
     assert out["sem_seg"].shape[0] == 6
     with pytest.raises(ValueError, match="thing ids"):
         model.set_vocabulary(model.vocabulary, thing_ids=[9])
+
+
+def test_seen_classes_match_by_synonym():
+    coco = ["person", "car", "wall-other-merged", "sky-other-merged"]
+    ade = ["person, individual, someone", "car, auto, automobile", "wall", "skyscraper"]
+    assert class_synonyms("car, auto,  automobile") == ["car", "auto", "automobile"]
+    assert class_synonyms("wall-other-merged") == ["wall"]
+    assert class_synonyms("dining table, Dining-Table") == ["dining table"]
+    assert seen_by_synonyms(ade, coco) == [True, True, True, False]
+    assert seen_by_synonyms(["Sky"], ["sky, heaven"]) == [True]
+
+
+def test_panoptic_vocabulary_seen_from_training_dataset():
+    from detectron2.data import MetadataCatalog
+
+    MetadataCatalog.get("test_pv_train").set(stuff_classes=["dog", "grass-merged"])
+    MetadataCatalog.get("test_pv_test").set(stuff_classes=["dog, puppy", "cat", "grass"])
+    emb = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    vocab = panoptic_vocabulary("test_pv_test", seen_dataset="test_pv_train", embeddings=emb)
+    assert list(vocab.class_names) == ["dog, puppy", "cat", "grass"]
+    assert vocab.base_mask.tolist() == [True, False, True]  # "grass-merged" is "grass"
+    calls = []
+
+    def encoder(names, background):
+        calls.append(names)
+        return emb[: len(names) + 1]
+
+    panoptic_vocabulary("test_pv_train", text_encoder=encoder)
+    assert calls == [[["dog"], ["grass"]]]  # cleaned synonyms are embedded
+    with pytest.raises(ValueError, match="not both"):
+        panoptic_vocabulary("test_pv_test", seen_dataset="test_pv_train", seen_classes=["cat"],
+                            embeddings=emb)

@@ -1,6 +1,7 @@
 # Panoptic data (SEGMENTATION spec §1.7): COCO panoptic train with LSJ (flip, ResizeScale 0.1-2.0,
 # crop S x S; the model pads to S x S), evaluated on COCO panoptic val with PQ
-# (COCOPanopticEvaluator), mIoU (SemSegEvaluator) and mask AP (COCOEvaluator, segm).
+# (COCOPanopticEvaluator), mIoU (SemSegEvaluator) and mask AP (InstanceSegEvaluator = COCOEvaluator
+# segm that also handles ADE20K's interleaved thing ids).
 # Test images: long side S, padded to a square (the ViT's grid), not ODISE's shortest-edge 1024.
 from omegaconf import OmegaConf
 
@@ -11,10 +12,11 @@ from detectron2.data import (
     build_detection_train_loader,
     get_detection_dataset_dicts,
 )
-from detectron2.evaluation import COCOEvaluator, COCOPanopticEvaluator, SemSegEvaluator
+from detectron2.evaluation import COCOPanopticEvaluator, SemSegEvaluator
 
 import clipself.data  # noqa: F401  (registers the datasets)
 from clipself.data.mappers import PanopticMapper
+from clipself.evaluation import InstanceSegEvaluator
 
 IMAGE_SIZE = 1024
 
@@ -54,5 +56,12 @@ dataloader.test = L(build_detection_test_loader)(
 dataloader.evaluator = [
     L(COCOPanopticEvaluator)(dataset_name="${...test.dataset.names}"),
     L(SemSegEvaluator)(dataset_name="${...test.dataset.names}"),
-    L(COCOEvaluator)(dataset_name="${...test.dataset.names}", tasks=("segm",)),
+    L(InstanceSegEvaluator)(dataset_name="${...test.dataset.names}", tasks=("segm",)),
 ]
+
+
+def set_image_size(dataloader, size):
+    """LSJ target/crop size of training and the test resize (pair with `model.square_pad`)."""
+    dataloader.train.mapper.augmentations.image_size = size
+    aug = dataloader.test.mapper.augmentations[0]
+    aug.target_height = aug.target_width = size

@@ -92,3 +92,35 @@ model = L(OVMaskFormer)(
     overlap_threshold=0.8,
     square_pad=1024,
 )
+
+
+def set_clip_tower(
+    model, *, model_name, pretrained, out_indices, width, embed_dim, image_size, text_pretrained
+):
+    """Point an OVMaskFormer config at another CLIP ViT: the pyramid's channels follow the ViT
+    width, the class head follows the CLIP embedding dim, the text tower follows the model, the
+    square padding follows the image size (a multiple of the patch)."""
+    clip = model.backbone.clip
+    clip.model_name = model_name
+    clip.pretrained = pretrained
+    clip.out_indices = list(out_indices)
+    for k in range(4):
+        model.pixel_decoder.input_shape[f"res{k + 2}"].channels = width
+    model.transformer_decoder.class_head.text_dim = embed_dim
+    text = model.vocabulary.text_encoder
+    text.model_name = model_name
+    text.pretrained = text_pretrained
+    model.square_pad = image_size
+
+
+def set_test_dataset(model, dataloader, *, dataset_name, train_dataset):
+    """Evaluate on another panoptic dataset with its own class names (no retraining): the test
+    split, the vocabulary (seen = classes matching the training set's by synonym, spec §1.5) and
+    the thing ids follow `dataset_name`."""
+    from detectron2.data import MetadataCatalog
+
+    dataloader.test.dataset.names = dataset_name
+    model.vocabulary.dataset_name = dataset_name
+    model.vocabulary.seen_dataset = train_dataset
+    model.thing_ids.dataset_name = dataset_name
+    model.criterion.num_classes = len(MetadataCatalog.get(dataset_name).stuff_classes)

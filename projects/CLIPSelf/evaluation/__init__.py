@@ -1,3 +1,4 @@
+from .instance_seg import InstanceSegEvaluator, unmap_category_ids
 from .lvis_compat import patch_lvis_numpy_aliases
 from .ov_coco import OVCOCOEvaluator, per_class_ap50
 from .region_recognition import RegionRecognitionEvaluator, mean_class_accuracy

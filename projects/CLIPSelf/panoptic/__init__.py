@@ -27,4 +27,10 @@ from .transformer_decoder import (
     masked_average_pool,
 )
 # meta-architecture
-from .meta_arch import OVMaskFormer, dataset_thing_ids, panoptic_vocabulary
+from .meta_arch import (
+    OVMaskFormer,
+    class_synonyms,
+    dataset_thing_ids,
+    panoptic_vocabulary,
+    seen_by_synonyms,
+)

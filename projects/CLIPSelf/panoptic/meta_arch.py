@@ -26,7 +26,13 @@ from .inference import (
     semantic_inference,
 )
 
-__all__ = ["OVMaskFormer", "dataset_thing_ids", "panoptic_vocabulary"]
+__all__ = [
+    "OVMaskFormer",
+    "class_synonyms",
+    "dataset_thing_ids",
+    "panoptic_vocabulary",
+    "seen_by_synonyms",
+]
 
 
 def dataset_thing_ids(dataset_name: str) -> List[int]:
@@ -40,22 +46,62 @@ def dataset_thing_ids(dataset_name: str) -> List[int]:
     return sorted(int(v) for v in table.values())
 
 
+_NAME_SUFFIXES = ("-merged", "-other", "-stuff")
+
+
+def class_synonyms(name: str) -> List[str]:
+    """The synonyms of a class name in the ``"a, b, c"`` convention: lower case, stripped,
+    COCO panoptic's ``-merged`` / ``-other`` / ``-stuff`` suffixes removed and ``-`` read as a
+    space ("wall-other-merged" -> "wall"), duplicates dropped."""
+    out: List[str] = []
+    for syn in name.split(","):
+        syn = syn.strip().lower()
+        while syn.endswith(_NAME_SUFFIXES):
+            syn = syn[: syn.rindex("-")]
+        syn = syn.replace("-", " ").strip()
+        if syn and syn not in out:
+            out.append(syn)
+    return out
+
+
+def seen_by_synonyms(class_names: Sequence[str], train_names: Sequence[str]) -> List[bool]:
+    """Whether each test class was seen in training (spec §1.5): any of its synonyms equals a
+    synonym of a training class, e.g. ADE's "car, auto, automobile" vs COCO's "car"."""
+    train = {s for n in train_names for s in class_synonyms(n)}
+    return [any(s in train for s in class_synonyms(n)) for n in class_names]
+
+
 def panoptic_vocabulary(
     dataset_name: str,
     *,
     seen_classes: Optional[Sequence[str]] = None,
+    seen_dataset: Optional[str] = None,
     embeddings=None,
     text_encoder=None,
 ) -> Vocabulary:
     """The vocabulary of a registered panoptic dataset: all its classes (``stuff_classes`` in
-    Detectron2's panoptic convention, things first), seen = ``seen_classes`` (default: every
-    class; give the training vocabulary when evaluating on another dataset, spec §1.5)."""
+    Detectron2's panoptic convention, things first). With a ``text_encoder`` each class is
+    embedded from its cleaned synonyms (:func:`class_synonyms`; the encoder averages them).
+
+    Seen classes (exponent alpha of the ensemble; the others get beta) are matched by synonym
+    against ``seen_classes`` or the classes of ``seen_dataset`` (the training set, e.g.
+    ``coco_2017_train_panoptic_with_sem_seg`` when evaluating on ADE20K); default: every class.
+    """
     from detectron2.data import MetadataCatalog
 
     from clipself.fvit.vocabulary import build_vocabulary
 
+    if seen_classes is not None and seen_dataset is not None:
+        raise ValueError("give seen_classes or seen_dataset, not both")
+    if seen_dataset is not None:
+        seen_classes = list(MetadataCatalog.get(seen_dataset).stuff_classes)
     names = list(MetadataCatalog.get(dataset_name).stuff_classes)
-    seen = names if seen_classes is None else [n for n in names if n in set(seen_classes)]
+    if seen_classes is None:
+        seen = names
+    else:
+        seen = [n for n, s in zip(names, seen_by_synonyms(names, seen_classes)) if s]
+    if embeddings is None and text_encoder is not None:
+        embeddings = text_encoder([class_synonyms(n) or [n] for n in names], background=True)
     return build_vocabulary(class_names=names, base_classes=seen, embeddings=embeddings,
                             text_encoder=text_encoder)
 
