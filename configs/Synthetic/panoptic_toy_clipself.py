@@ -1,6 +1,7 @@
 # The synthetic twin of the open-vocabulary panoptic run: the toy CLIP refined by CLIPSelf (written
 # by `make demo`) as the frozen tower, a small pixel decoder / masked-attention decoder, trained and
-# evaluated on the synthetic world's panoptic splits (PQ, mIoU, mask AP) at 128 px.
+# evaluated on the synthetic world's panoptic splits (PQ, mIoU, mask AP) at 128 px. Novel things are
+# void in the training maps, so at test they are unseen classes (ensemble exponent beta).
 from ..Panoptic.ov_maskformer_eva02_b16_coco_clipself_patches_50ep import (
     dataloader,
     model,
@@ -36,6 +37,7 @@ model.criterion.matcher.num_points = POINTS
 model.criterion.num_points = POINTS
 model.criterion.weight_dict.num_aux = LAYERS
 model.vocabulary.dataset_name = "synth_panoptic_val"
+model.vocabulary.seen_dataset = "synth_panoptic_train"  # novel things are void there: unseen
 text = model.vocabulary.text_encoder
 text.model_name = "ToyCLIP-ViT-P8"
 text.pretrained = "./output/demo/toy_clip/toy_clip.pt"  # the original toy text tower

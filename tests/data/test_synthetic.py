@@ -163,6 +163,12 @@ def test_registered_datasets(world):
     assert len(sem) == NUM_TRAIN and os.path.isfile(sem[0]["sem_seg_file_name"])
     assert MetadataCatalog.get(f"{pre}_sem_seg_val").evaluator_type == "sem_seg"
 
+    for name in ("panoptic_train", "sem_seg_train"):  # novel things are void there
+        seen = MetadataCatalog.get(f"{pre}_{name}").seen_classes
+        assert len(seen) == len(ALL_CLASSES) - len(NOVEL_CLASSES)
+        assert not set(seen) & set(NOVEL_CLASSES)
+    assert not MetadataCatalog.get(f"{pre}_panoptic_val").get("seen_classes")
+
     caps = DatasetCatalog.get(f"{pre}_captions_train")
     assert len(caps) == NUM_TRAIN and caps[0]["caption"].startswith("a photo of ")
     assert {"file_name", "image_id", "height", "width", "caption"} <= set(caps[0])

@@ -85,7 +85,8 @@ def panoptic_vocabulary(
 
     Seen classes (exponent alpha of the ensemble; the others get beta) are matched by synonym
     against ``seen_classes`` or the classes of ``seen_dataset`` (the training set, e.g.
-    ``coco_2017_train_panoptic_with_sem_seg`` when evaluating on ADE20K); default: every class.
+    ``coco_2017_train_panoptic_with_sem_seg`` when evaluating on ADE20K; its ``seen_classes``
+    metadata when set, else its ``stuff_classes``); default: every class.
     """
     from detectron2.data import MetadataCatalog
 
@@ -94,7 +95,8 @@ def panoptic_vocabulary(
     if seen_classes is not None and seen_dataset is not None:
         raise ValueError("give seen_classes or seen_dataset, not both")
     if seen_dataset is not None:
-        seen_classes = list(MetadataCatalog.get(seen_dataset).stuff_classes)
+        meta = MetadataCatalog.get(seen_dataset)
+        seen_classes = list(meta.get("seen_classes", None) or meta.stuff_classes)
     names = list(MetadataCatalog.get(dataset_name).stuff_classes)
     if seen_classes is None:
         seen = names

@@ -13,6 +13,9 @@ Datasets (``prefix`` = ``"synth"`` by default), all read from ``ROOT/synthetic/`
   classes, ``panoptic_root``, ``panoptic_json``, ``json_file`` (``instances_*_all.json``),
   ``label_divisor=1000``, ``ignore_label=255``, ``evaluator_type="coco_panoptic_seg"``.
 * ``synth_sem_seg_{train,val}``: semantic segmentation (``load_sem_seg``) over all 35 classes.
+  In the training split novel things are void (255) in the panoptic and semantic maps, so the
+  ``*_train`` segmentation datasets also carry ``seen_classes`` (24 base things + 5 stuff),
+  which the vocabulary builders read.
 * ``synth_captions_{train,val}``: records ``file_name, image_id, height, width, caption``.
 * ``synth_proposals_{train,val}``: class-agnostic boxes of every object (novel included, no
   labels) as ``annotations``: region proposals for CLIPSelf distillation.
@@ -138,6 +141,9 @@ def register_synthetic(root: str, prefix: str = "synth") -> Dict[str, str]:
     for split in SPLITS:
         images, pan_root, sem_root = (p[f"{split}_images"], p[f"{split}_panoptic"],
                                       p[f"{split}_semseg"])
+        # novel things are void in the training maps (see clipself.synthetic.writer)
+        seen = ({"seen_classes": [n for n in all_classes if n not in NOVEL_CLASSES]}
+                if split == "train" else {})
 
         name = f"{prefix}_ovd_{split}"
         json_file = p[f"instances_{split}"]
@@ -162,7 +168,7 @@ def register_synthetic(root: str, prefix: str = "synth") -> Dict[str, str]:
             image_root=images, panoptic_root=pan_root, panoptic_json=pan_json,
             sem_seg_root=sem_root, json_file=p[f"instances_{split}_all"],
             label_divisor=PANOPTIC_LABEL_DIVISOR, ignore_label=IGNORE_LABEL,
-            evaluator_type="coco_panoptic_seg", **common)
+            evaluator_type="coco_panoptic_seg", **seen, **common)
 
         name = f"{prefix}_sem_seg_{split}"
 
@@ -172,7 +178,7 @@ def register_synthetic(root: str, prefix: str = "synth") -> Dict[str, str]:
 
         _register(
             name, _load_sem, stuff_classes=all_classes, image_root=images, sem_seg_root=sem_root,
-            ignore_label=IGNORE_LABEL, evaluator_type="sem_seg",
+            ignore_label=IGNORE_LABEL, evaluator_type="sem_seg", **seen,
             base_classes=common["base_classes"], novel_classes=common["novel_classes"])
 
         name = f"{prefix}_captions_{split}"
