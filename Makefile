@@ -3,13 +3,18 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: env demo test test-all lint clean
+.PHONY: env demo demo-seg test test-all lint clean
 
 env:
 	@bash tools/setup_env.sh
 
 demo: env
 	$(PY) tools/miniature_paper.py --output output/demo $(DEMO_ARGS)
+
+# the segmentation part of the miniature paper (panoptic + semantic heads on the demo's towers;
+# runs `make demo` first when output/demo is missing)
+demo-seg: env
+	$(PY) tools/segmentation_paper.py --output output/demo_seg --demo output/demo $(DEMO_ARGS)
 
 test: env lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)

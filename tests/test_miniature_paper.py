@@ -9,13 +9,29 @@ import os
 import runpy
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_quick_miniature_paper(tmp_path, monkeypatch):
-    out = tmp_path / "demo"
-    monkeypatch.setattr(sys, "argv", ["miniature_paper.py", "--output", str(out), "--quick"])
-    runpy.run_path(os.path.join(ROOT, "tools", "miniature_paper.py"), run_name="__main__")
+def _run(script, *args):
+    argv = sys.argv
+    sys.argv = [script, *args]
+    try:
+        runpy.run_path(os.path.join(ROOT, "tools", script), run_name="__main__")
+    finally:
+        sys.argv = argv
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("paper") / "demo"
+    _run("miniature_paper.py", "--output", str(out), "--quick")
+    return out
+
+
+def test_quick_miniature_paper(quick_demo):
+    out = quick_demo
     for name in ("REPORT.md", "metrics.json", "kmeans.png", "toy_clip/toy_clip.pt",
                  "clipself/model_final.pth", "clipself/toy_clipself.pt"):
         assert (out / name).exists(), name
@@ -42,3 +58,25 @@ def test_quick_miniature_paper(tmp_path, monkeypatch):
     report = (out / "REPORT.md").read_text()
     assert "Dense features, toy CLIP + CLIPSelf" in report
     assert "| toy CLIP + CLIPSelf (proposals) |" in report  # the detection table
+
+
+def test_quick_segmentation_paper(quick_demo, tmp_path):
+    """`make demo-seg` shortened: panoptic (3 class-score modes) and semantic heads on each tower
+    of the quick demo, pictures, report."""
+    out = tmp_path / "seg"
+    _run("segmentation_paper.py", "--output", str(out), "--demo", str(quick_demo), "--quick")
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["panoptic"]) == set(m["semantic"]) == {"original", "clipself", "clipself_mixed"}
+    for tower, res in m["panoptic"].items():
+        assert os.path.isfile(res["checkpoint"])
+        for mode in ("pred", "clip", "ensemble"):
+            for key in ("pq", "pq_th", "pq_st", "miou", "mask_ap"):
+                assert math.isfinite(res[mode][key]) and 0 <= res[mode][key] <= 100
+    for tower, res in m["semantic"].items():
+        assert 0 <= res["miou"] <= 100 and os.path.isfile(res["checkpoint"])
+    for name in ("REPORT.md", "panoptic.png", "semantic.png"):
+        assert (out / name).exists(), name
+    assert {"towers", "panoptic", "semantic", "pictures", "total"} <= set(m["seconds"])
+    report = (out / "REPORT.md").read_text()
+    assert "| toy CLIP + CLIPSelf (patches) | CLIP only |" in report
+    assert "## Open-vocabulary semantic segmentation" in report

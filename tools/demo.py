@@ -37,6 +37,16 @@ Visualizer, one colour per class, unseen classes labelled with a leading ``*``; 
 ``OUTPUT/<stem>.json`` with the ``segments`` (``id``, ``class``, ``class_id``, ``isthing``,
 ``area`` in pixels, ``seen``) or, for ``--task semantic``, the ``classes`` present (``class``,
 ``class_id``, ``pixels``, ``seen``), largest first.
+
+Open-vocabulary semantic segmentation with a :class:`clipself.catseg.CATSeg` config (paper
+Table 4) works the same way (``--task`` is ``semantic``; ``--thing-classes`` does not apply):
+
+    python tools/demo.py --config-file configs/Synthetic/catseg_toy.py \
+        --input a.png --vocabulary "red circle,blue square,grass,sky" --output demo_out \
+        train.init_checkpoint=output/synthetic/catseg_toy/model_final.pth
+
+The vocabulary is embedded with the config's ``model.vocabulary`` text encoder and templates;
+classes not in the training vocabulary (or its dataset's ``seen_classes``) are starred.
 """
 import argparse
 import copy
@@ -339,6 +349,62 @@ def is_panoptic(model) -> bool:
     return isinstance(model, OVMaskFormer)
 
 
+def is_catseg(model) -> bool:
+    """Whether ``model`` is a CAT-Seg semantic segmenter (:class:`clipself.catseg.CATSeg`)."""
+    from clipself.catseg import CATSeg
+
+    return isinstance(model, CATSeg)
+
+
+def catseg_seen_classes(cfg, model) -> List[str]:
+    """The classes a CAT-Seg model saw in training: its training dataset's ``seen_classes``
+    metadata when set, else its training vocabulary."""
+    from detectron2.data import MetadataCatalog
+
+    name = cfg.model.vocabulary.get("dataset_name", None)
+    seen = MetadataCatalog.get(name).get("seen_classes", None) if name else None
+    return list(seen) if seen else list(model._vocabularies["train"].class_names)
+
+
+def make_semseg_vocabulary(cfg, model, names: Optional[Sequence[str]],
+                           base: Optional[Sequence[str]]):
+    """(SemSegVocabulary, seen mask) for a CAT-Seg model: ``names`` embedded with the config's
+    text encoder and templates (None = the model's test vocabulary)."""
+    from detectron2.config import instantiate
+
+    from clipself.catseg import semseg_vocabulary
+
+    if names is None:
+        vocab = model.vocabulary
+    else:
+        voc_cfg = cfg.model.vocabulary
+        if voc_cfg.get("text_encoder", None) is None:
+            raise DemoError("the config's vocabulary has no text_encoder to embed new classes")
+        vocab = semseg_vocabulary(class_names=list(names),
+                                  text_encoder=instantiate(copy.deepcopy(voc_cfg.text_encoder)),
+                                  templates=voc_cfg.get("templates", "imagenet"))
+    seen = set(catseg_seen_classes(cfg, model) if base is None else base)
+    check_base_classes(base or [], vocab.class_names)
+    return vocab, torch.tensor([n in seen for n in vocab.class_names], dtype=torch.bool)
+
+
+def _segment_catseg(model, vocab, seen_mask, image: np.ndarray, inputs: Dict, metadata
+                    ) -> Tuple[np.ndarray, Dict, str]:
+    """CAT-Seg on one image: (picture, JSON result, summary)."""
+    with torch.no_grad():
+        out = model([inputs])[0]
+    labels = out["sem_seg"].argmax(0).cpu()
+    records = semantic_to_records(labels, vocab.class_names, seen_mask)
+    names = list(vocab.class_names)
+    result = {"task": "semantic", "vocabulary": names,
+              "unseen_classes": [n for n, s in zip(names, seen_mask.tolist()) if not s],
+              "classes": records}
+    total = max(1, labels.numel())
+    top = ", ".join(f"{r['class']} {100 * r['pixels'] / total:.0f}%" for r in records[:3])
+    return (draw_semantic(image, labels, metadata), result,
+            f"{len(records)} classes; top: {top or '-'}")
+
+
 def vocabulary_config(cfg, model):
     """The config node that built ``model``'s vocabulary."""
     if is_panoptic(model):
@@ -482,9 +548,6 @@ def _segment(model, vocab, image: np.ndarray, inputs: Dict, args, metadata
 
 
 def _run(args) -> int:
-    from detectron2.data.detection_utils import read_image
-    from PIL import Image
-
     missing = [p for p in args.input if not os.path.isfile(p)]
     if missing:
         raise DemoError(f"input file(s) not found: {missing}")
@@ -502,6 +565,22 @@ def _run(args) -> int:
 
     cfg = setup_config(args.config_file, args.opts)
     model = build_model(cfg)
+    if is_catseg(model):
+        if things is not None or args.task not in (None, "semantic"):
+            raise DemoError("CAT-Seg models segment semantically: --thing-classes and "
+                            "--task panoptic do not apply")
+        try:
+            vocab, seen_mask = make_semseg_vocabulary(cfg, model, names, base)
+            model.set_vocabulary(vocab, split="test")
+        except ValueError as e:
+            raise DemoError(f"vocabulary: {e}") from None
+        args.task = "semantic"
+        metadata = segmentation_metadata(vocab.class_names, seen_mask, [])
+        n_unseen = int((~seen_mask).sum())
+        print(f"vocabulary: {len(vocab.class_names)} classes ({n_unseen} unseen); task semantic "
+              f"on {cfg.train.device}")
+        return _run_images(args, cfg, model, "classes", lambda image, inputs: _segment_catseg(
+            model, vocab, seen_mask, image, inputs, metadata))
     panoptic = is_panoptic(model)
     if not panoptic and (things is not None or args.task is not None):
         raise DemoError(f"--thing-classes and --task apply to panoptic models (OVMaskFormer); "
@@ -544,6 +623,15 @@ def _run(args) -> int:
               f"{vocab.num_classes - n_novel} base) on {cfg.train.device}")
     list_key = ("detections" if not panoptic
                 else "classes" if args.task == "semantic" else "segments")
+    return _run_images(args, cfg, model, list_key, process)
+
+
+def _run_images(args, cfg, model, list_key: str, process) -> int:
+    """Run ``process(image, inputs) -> (picture, result, summary)`` on every input; write the
+    pictures and JSON files."""
+    from detectron2.data.detection_utils import read_image
+    from PIL import Image
+
     augs = build_test_augmentations(cfg)
     input_format = getattr(model, "input_format", "RGB")
 

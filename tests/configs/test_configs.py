@@ -44,6 +44,25 @@ SHRINK = {
         "model.backbone.clip.pretrained=null",
         "model.vocabulary.text_encoder.pretrained=null",
     ],
+    # CAT-Seg: random towers, one template (a random ViT-L text tower needs minutes of CPU for
+    # 171 classes x 80 templates; the template path is covered by tests/catseg)
+    "*catseg*": [
+        "model.clip.pretrained=null",
+        "model.vocabulary.text_encoder.pretrained=null",
+        "model.vocabulary.templates=single",
+        "model.aggregator.prompt_channels=1",
+    ],
+    "common/models/catseg.py": [
+        "model.test_vocabulary=null",  # it follows dataloader.test, absent here
+        "model.vocabulary.dataset_name=null",
+        "+model.vocabulary.class_names=[cat,dog]",
+    ],
+    "CATSeg/*": [
+        "model.vocabulary.dataset_name=null",
+        "+model.vocabulary.class_names=[cat,dog]",
+        "model.test_vocabulary.dataset_name=null",
+        "+model.test_vocabulary.class_names=[cat,dog,sky]",
+    ],
     "common/models/fvit.py": [
         "model.roi_heads.box_predictor.vocabulary.dataset_name=null",
         "+model.roi_heads.box_predictor.vocabulary.class_names=[cat,dog]",
