@@ -14,7 +14,7 @@ from detectron2.data import (
 
 import clipself.data  # noqa: F401  (registers the datasets)
 from clipself.data.mappers import SemSegMapper
-from detectron2.evaluation import SemSegEvaluator  # TEMP
+from clipself.evaluation import evaluator_for_dataset
 
 dataloader = OmegaConf.create()
 
@@ -44,4 +44,4 @@ dataloader.test = L(build_detection_test_loader)(
     num_workers=4,
 )
 
-dataloader.evaluator = L(SemSegEvaluator)(dataset_name="${..test.dataset.names}")  # TEMP
+dataloader.evaluator = L(evaluator_for_dataset)(dataset_name="${..test.dataset.names}")

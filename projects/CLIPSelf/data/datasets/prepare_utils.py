@@ -12,7 +12,9 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 from .paths import dataset_root, require_path
 
-__all__ = ["load_json", "write_json", "progress", "parallel_map", "list_files"]
+__all__ = [
+    "load_json", "write_json", "progress", "parallel_map", "list_files", "basic_argument_parser",
+]
 
 
 def load_json(path: str, how_to_get: str, log: Callable = print):
@@ -76,6 +78,20 @@ def parallel_map(fn: Callable, items: Sequence, workers: Optional[int] = 1,
         return
     with mp.Pool(min(workers, len(items))) as pool:
         yield from pool.imap(fn, items, chunksize=chunksize)
+
+
+def basic_argument_parser(description: str, splits: Optional[Sequence[str]] = None,
+                          workers: bool = True) -> argparse.ArgumentParser:
+    """``--root`` (default ``$DETECTRON2_DATASETS`` or ``./datasets``), optionally ``--splits``
+    (choices and default: ``splits``) and ``--workers``: the command line of a prepare script."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--root", default=dataset_root(),
+                        help="datasets root (default: $DETECTRON2_DATASETS or ./datasets)")
+    if splits:
+        parser.add_argument("--splits", nargs="+", default=list(splits), choices=list(splits))
+    if workers:
+        parser.add_argument("--workers", type=int, default=1, help="processes (default: 1)")
+    return parser
 
 
 #: how to get ADE20K's files (messages of missing-file errors)
