@@ -167,3 +167,45 @@ def test_construction_checks():
         _model(clip=frozen)
     m = _model(clip=frozen, clip_finetune="frozen")
     assert not any(p.requires_grad for p in m.clip.parameters())
+
+
+def test_outputs_through_sem_seg_evaluator_with_known_miou(tmp_path):
+    """The inference path (sigmoid, resize, crop, ``sem_seg_postprocess``) feeds Detectron2's
+    SemSegEvaluator: logits equal to the ground truth give mIoU 100, swapping two classes in one
+    half of the image gives the hand-computed value."""
+    import itertools
+
+    import numpy as np
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.evaluation import SemSegEvaluator
+    from PIL import Image
+
+    gt = np.zeros((32, 48), dtype=np.uint8)  # 4 classes in 16 x 16 blocks (multiples of 4)
+    gt[:, 16:32] = 1
+    gt[:16, 32:] = 2
+    gt[16:, 32:] = 3
+    Image.fromarray(gt).save(tmp_path / "gt.png")
+    name = f"test_catseg_semseg_{next(itertools.count())}_{id(tmp_path)}"
+    record = {"file_name": "x.png", "sem_seg_file_name": str(tmp_path / "gt.png")}
+    DatasetCatalog.register(name, lambda: [record])
+    MetadataCatalog.get(name).set(stuff_classes=[f"class{i}" for i in range(4)],
+                                  ignore_label=255)
+    model = _model(clip_resolution=None).eval()
+
+    def run(labels):
+        onehot = F.one_hot(torch.from_numpy(labels).long(), 4).permute(2, 0, 1).float()
+        logits = 20 * onehot[None] - 10  # (1, 4, 32, 48): +10 on the class, -10 elsewhere
+        model.predict = lambda images: F.avg_pool2d(logits, 4)  # the model's 1/4 resolution
+        out = model([{"image": torch.zeros(3, 32, 48, dtype=torch.uint8), "height": 32,
+                      "width": 48}])
+        ev = SemSegEvaluator(name, distributed=False)
+        ev.reset()
+        ev.process([record], out)
+        return ev.evaluate()["sem_seg"]
+
+    assert run(gt)["mIoU"] == pytest.approx(100.0)
+    swapped = gt.copy()
+    swapped[:, 24:32] = 0  # half of class 1 predicted as class 0
+    res = run(swapped)
+    # class 0: TP 512, FP 256 -> 2/3; class 1: TP 256, FN 256 -> 1/2; classes 2, 3: 1
+    assert res["mIoU"] == pytest.approx(100 * (2 / 3 + 1 / 2 + 1 + 1) / 4)

@@ -95,7 +95,14 @@ def test_configs_are_found():
     assert "common/models/faster_rcnn_fpn.py" in MODEL_CONFIGS
 
 
-@pytest.mark.parametrize("rel", MODEL_CONFIGS)
+#: configs that only switch the test dataset of a parent (their model is the parent's, whose test
+#: vocabulary follows the dataset): checked by test_training_config_is_complete, not rebuilt here
+DATASET_SWITCHES = ["CATSeg/eval/*"]
+
+
+@pytest.mark.parametrize(
+    "rel", [c for c in MODEL_CONFIGS if not any(fnmatch.fnmatch(c, p) for p in DATASET_SWITCHES)]
+)
 def test_model_instantiates(rel):
     cfg = _load(rel)
     model = instantiate(cfg.model)

@@ -1,0 +1,7 @@
+# CAT-Seg + CLIPSelf ViT-L/14-336 evaluated on PASCAL VOC 2012 with background (21 classes):
+#   python train_net.py --config-file configs/CATSeg/eval/catseg_vit_l14_voc21.py --eval-only \
+#       train.init_checkpoint=output/CATSeg/catseg_vit_l14_coco_stuff_clipself_80k/model_final.pth
+from ..catseg_vit_l14_eval import dataloader, lr_multiplier, model, optimizer, train
+
+dataloader.test.dataset.names = "voc_2012_val_background_sem_seg"
+train.output_dir = "./output/CATSeg/eval/catseg_vit_l14_voc21"
