@@ -3,6 +3,7 @@
 This is the CI integration test of `make demo`; it checks the pipeline, not the accuracy of the
 full run.
 """
+import importlib.util
 import json
 import math
 import os
@@ -80,3 +81,21 @@ def test_quick_segmentation_paper(quick_demo, tmp_path):
     report = (out / "REPORT.md").read_text()
     assert "| toy CLIP + CLIPSelf (patches) | CLIP only |" in report
     assert "## Open-vocabulary semantic segmentation" in report
+
+
+def test_per_class_iou_parsing():
+    spec = importlib.util.spec_from_file_location(
+        "segmentation_paper", os.path.join(ROOT, "tools", "segmentation_paper.py"))
+    sp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sp)
+    from clipself.synthetic import NOVEL_CLASSES
+
+    log = ("[d2.evaluation.sem_seg_evaluation]: OrderedDict([('sem_seg', {'mIoU': 30.0, "
+           f"'IoU-{NOVEL_CLASSES[0]}': 10.0, 'IoU-{NOVEL_CLASSES[1]}': nan, 'IoU-grass': 50.0, "
+           "'BoundaryIoU-grass': 1.0, 'ACC-grass': 60.0})])\n")
+    ious = sp.per_class_iou(log)
+    assert ious[NOVEL_CLASSES[0]] == 10.0 and math.isnan(ious[NOVEL_CLASSES[1]])
+    assert set(ious) == {NOVEL_CLASSES[0], NOVEL_CLASSES[1], "grass"}
+    assert sp.split_miou(ious) == {"miou_unseen": 10.0, "miou_seen": 50.0}
+    with pytest.raises(ValueError, match="no SemSegEvaluator"):
+        sp.per_class_iou("nothing here")

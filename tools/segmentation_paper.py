@@ -24,6 +24,7 @@ import argparse
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -76,8 +77,9 @@ def per_class_iou(log: str) -> dict:
     if not lines:
         raise ValueError("no SemSegEvaluator result in the log")
     text = lines[-1][lines[-1].index(key) + len(key):].rsplit(")])", 1)[0]
-    res = ast.literal_eval(text)
-    return {k[len("IoU-"):]: float(v) for k, v in res.items() if k.startswith("IoU-")}
+    res = ast.literal_eval(re.sub(r"\bnan\b", "None", text))  # classes absent from the split
+    return {k[len("IoU-"):]: float("nan") if v is None else float(v)
+            for k, v in res.items() if k.startswith("IoU-")}
 
 
 def split_miou(ious: dict) -> dict:
