@@ -158,6 +158,26 @@ def test_sliding_window_inference():
         _model(sliding_window=True, sliding_window_size=40, sliding_window_stride=16)
 
 
+def test_sliding_window_fold_normalisation_is_exact():
+    """With a "network" whose logits are the window's own first input channel (at the window's
+    resolution), overlapping windows agree, so the fold-averaged local map must equal sigmoid of
+    the image exactly, and the output is (local + global view) / 2."""
+    model = _model(sliding_window=True, sliding_window_size=48, sliding_window_stride=8).eval()
+    model.predict = lambda images: images[:, :1].repeat(1, 4, 1, 1) * torch.tensor(
+        [1.0, -1.0, 0.5, 2.0]).view(1, 4, 1, 1)  # (N, 4, 32, 32): 4 classes, at window size
+    g = torch.Generator().manual_seed(0)
+    image = torch.randint(0, 255, (3, 48, 48), dtype=torch.uint8, generator=g)
+    with torch.no_grad():
+        out = model([{"image": image, "height": 48, "width": 48}])[0]["sem_seg"]
+    x = model._normalize(image)[:1]  # (1, 48, 48)
+    scale = torch.tensor([1.0, -1.0, 0.5, 2.0]).view(4, 1, 1)
+    local = torch.sigmoid(x * scale)  # (4, 48, 48)
+    small = F.interpolate(x[None], size=(32, 32), mode="bilinear", align_corners=False)[0]
+    whole = F.interpolate(torch.sigmoid(small * scale)[None], size=(48, 48), mode="bilinear",
+                          align_corners=False)[0]
+    torch.testing.assert_close(out, (local + whole) / 2, rtol=1e-5, atol=1e-6)
+
+
 def test_construction_checks():
     with pytest.raises(ValueError, match="not tapped"):
         _model(guidance_blocks=[0, 2])
