@@ -45,7 +45,7 @@ _RUNS = {  # region source -> (config, output folder)
 
 #: full (make demo) and quick (CI integration test) sizes
 SIZES = {
-    "full": dict(num_train=2000, num_val=300, clip_steps=600, clip_pool=6000, clip_eval=300,
+    "full": dict(num_train=2000, num_val=300, clip_steps=800, clip_pool=6000, clip_eval=300,
                  distill_iters=300, distill_batch=16, eval_images=300,
                  fvit_iters=300, fvit_batch=8),
     "quick": dict(num_train=24, num_val=8, clip_steps=10, clip_pool=64, clip_eval=8,
@@ -151,7 +151,6 @@ def stage_clipself(
         f"train.max_iter={iters}", f"train.eval_period={iters}",
         f"train.checkpointer.period={iters}", f"train.log_period={max(1, min(10, iters // 4))}",
         f"lr_multiplier.warmup_length={warmup / iters}",
-        *(["optimizer.lr=1e-3"] if quick else []),
     ], env)
     losses = []
     with open(os.path.join(out_dir, "metrics.json")) as f:
