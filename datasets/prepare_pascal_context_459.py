@@ -18,39 +18,28 @@ split file (default: VOC2010's 5105 Main val images, the PASCAL-Context val set)
   the name of label value i. ``context_459_val_sem_seg`` reads its ``stuff_classes`` from it.
 """
 import argparse
-import functools
 import os
 
 import numpy as np
 from PIL import Image
 
-from clipself.data.datasets.paths import require_path
 from clipself.data.datasets.prepare_utils import (
-    basic_argument_parser,
-    parallel_map,
-    progress,
+    convert_pascal_context,
+    pascal_context_argument_parser,
     write_json,
 )
 from clipself.data.datasets.sem_seg_benchmarks import (
     GET_PASCAL_CONTEXT,
     PC459_IGNORE_LABEL,
     SEM_SEG_LAYOUT,
-    read_image_list,
     read_pascal_context_label_map,
-    read_pascal_context_labels,
 )
 
-VOC2010_ROOT = "VOCdevkit/VOC2010"
 CLASSES_JSON = SEM_SEG_LAYOUT["context_459_val_sem_seg"]["classes"]
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = basic_argument_parser(__doc__.split("\n\n")[0])
-    parser.add_argument("--labels", default="labels.txt",
-                        help="PASCAL-Context labels.txt (relative to VOCdevkit/VOC2010)")
-    parser.add_argument("--split-file", default="ImageSets/Main/val.txt",
-                        help="image ids to convert (relative to VOCdevkit/VOC2010)")
-    return parser
+    return pascal_context_argument_parser(__doc__.split("\n\n")[0])
 
 
 def pc459_classes(labels: dict) -> list:
@@ -71,11 +60,11 @@ def to_pc459(label_map: np.ndarray, num_classes: int) -> np.ndarray:
     return np.where(label_map == 0, PC459_IGNORE_LABEL, label_map - 1).astype(np.uint16)
 
 
-def _convert_one(image_id, mat_dir, dst_dir, num_classes):
+def _convert_one(classes, mat_dir, dst_dir, image_id):
     label = read_pascal_context_label_map(os.path.join(mat_dir, image_id + ".mat"),
                                           GET_PASCAL_CONTEXT)
     try:
-        out = to_pc459(label, num_classes)
+        out = to_pc459(label, len(classes))
     except ValueError as e:
         raise ValueError(f"{image_id}.mat: {e}") from None
     Image.fromarray(out).save(os.path.join(dst_dir, image_id + ".tif"))
@@ -84,17 +73,8 @@ def _convert_one(image_id, mat_dir, dst_dir, num_classes):
 
 def main(argv=None) -> dict:
     args = get_parser().parse_args(argv)
-    base = os.path.join(args.root, VOC2010_ROOT)
-    labels_file = require_path(os.path.join(base, args.labels), GET_PASCAL_CONTEXT)
-    classes = pc459_classes(read_pascal_context_labels(labels_file))
-    image_ids = read_image_list(os.path.join(base, args.split_file), GET_PASCAL_CONTEXT)
-    mat_dir = require_path(os.path.join(base, "trainval"), GET_PASCAL_CONTEXT)
-    dst_dir = os.path.join(args.root, SEM_SEG_LAYOUT["context_459_val_sem_seg"]["sem_seg_root"])
-    os.makedirs(dst_dir, exist_ok=True)
-    fn = functools.partial(_convert_one, mat_dir=mat_dir, dst_dir=dst_dir,
-                           num_classes=len(classes))
-    for _ in progress(parallel_map(fn, image_ids, args.workers), len(image_ids), "[pc-459] val"):
-        pass
+    dst_dir, classes = convert_pascal_context(args, "context_459_val_sem_seg", pc459_classes,
+                                              _convert_one, "[pc-459] val")
     classes_json = write_json(classes, os.path.join(args.root, CLASSES_JSON))
     return {"sem_seg_root": dst_dir, "classes": classes_json}
 

@@ -13,34 +13,26 @@ every other pixel (unlabelled or one of the 400 other classes) gets 255. Writes 
 ``annotations_detectron2/pc59_val/<id>.png``, read by ``context_59_val_sem_seg``.
 """
 import argparse
-import functools
 import os
 
 import numpy as np
 from PIL import Image
 
-from clipself.data.datasets.paths import require_path
-from clipself.data.datasets.prepare_utils import basic_argument_parser, parallel_map, progress
+from clipself.data.datasets.prepare_utils import (
+    convert_pascal_context,
+    pascal_context_argument_parser,
+)
 from clipself.data.datasets.sem_seg_benchmarks import (
     GET_PASCAL_CONTEXT,
     PASCAL_CONTEXT_59_CLASSES,
-    SEM_SEG_LAYOUT,
-    read_image_list,
     read_pascal_context_label_map,
-    read_pascal_context_labels,
 )
 
-VOC2010_ROOT = "VOCdevkit/VOC2010"
 IGNORE_LABEL = 255
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = basic_argument_parser(__doc__.split("\n\n")[0])
-    parser.add_argument("--labels", default="labels.txt",
-                        help="PASCAL-Context labels.txt (relative to VOCdevkit/VOC2010)")
-    parser.add_argument("--split-file", default="ImageSets/Main/val.txt",
-                        help="image ids to convert (relative to VOCdevkit/VOC2010)")
-    return parser
+    return pascal_context_argument_parser(__doc__.split("\n\n")[0])
 
 
 def pc59_lut(labels: dict) -> np.ndarray:
@@ -59,7 +51,7 @@ def pc59_lut(labels: dict) -> np.ndarray:
     return lut
 
 
-def _convert_one(image_id, mat_dir, dst_dir, lut):
+def _convert_one(lut, mat_dir, dst_dir, image_id):
     label = read_pascal_context_label_map(os.path.join(mat_dir, image_id + ".mat"),
                                           GET_PASCAL_CONTEXT)
     if label.min() < 0 or label.max() >= len(lut):
@@ -70,16 +62,8 @@ def _convert_one(image_id, mat_dir, dst_dir, lut):
 
 def main(argv=None) -> str:
     args = get_parser().parse_args(argv)
-    base = os.path.join(args.root, VOC2010_ROOT)
-    labels_file = require_path(os.path.join(base, args.labels), GET_PASCAL_CONTEXT)
-    lut = pc59_lut(read_pascal_context_labels(labels_file))
-    image_ids = read_image_list(os.path.join(base, args.split_file), GET_PASCAL_CONTEXT)
-    mat_dir = require_path(os.path.join(base, "trainval"), GET_PASCAL_CONTEXT)
-    dst_dir = os.path.join(args.root, SEM_SEG_LAYOUT["context_59_val_sem_seg"]["sem_seg_root"])
-    os.makedirs(dst_dir, exist_ok=True)
-    fn = functools.partial(_convert_one, mat_dir=mat_dir, dst_dir=dst_dir, lut=lut)
-    for _ in progress(parallel_map(fn, image_ids, args.workers), len(image_ids), "[pc-59] val"):
-        pass
+    dst_dir, _ = convert_pascal_context(args, "context_59_val_sem_seg", pc59_lut, _convert_one,
+                                        "[pc-59] val")
     return dst_dir
 
 

@@ -1,9 +1,6 @@
 """COCO panoptic + semantic: datasets/prepare_coco_semantic_from_panoptic.py and registration."""
-import importlib.util
-import itertools
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -14,22 +11,9 @@ from PIL import Image
 
 from clipself.data.datasets.coco_panoptic import register_coco_panoptic_with_sem_seg
 
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_COUNTER = itertools.count()
+from tests.helpers import load_script, unique
+
 _BANNER, _LAST_STUFF = COCO_CATEGORIES[80]["id"], COCO_CATEGORIES[-1]["id"]  # 92, 200
-
-
-def _load_script(name):
-    path = os.path.join(_REPO, "datasets", name + ".py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # picklable module-level functions for --workers
-    spec.loader.exec_module(module)
-    return module
-
-
-def _unique(prefix):
-    return f"{prefix}_{os.getpid()}_{next(_COUNTER)}"
 
 
 def _fabricate(root):
@@ -57,7 +41,7 @@ def _fabricate(root):
 
 
 def test_metadata():
-    prefix = _unique("test_coco_pan_meta")
+    prefix = unique("test_coco_pan_meta")
     register_coco_panoptic_with_sem_seg("/nonexistent", prefix=prefix)
     meta = MetadataCatalog.get(f"{prefix}_val_panoptic_with_sem_seg")
     assert meta.evaluator_type == "coco_panoptic_seg"
@@ -74,14 +58,14 @@ def test_metadata():
 def test_prepare_and_register(tmp_path):
     root = str(tmp_path)
     _fabricate(root)
-    prefix = _unique("test_coco_pan")
+    prefix = unique("test_coco_pan")
     register_coco_panoptic_with_sem_seg(root, prefix=prefix)
     with pytest.raises(FileNotFoundError) as err:  # semantic maps not made yet
         DatasetCatalog.get(f"{prefix}_val_panoptic_with_sem_seg")
     assert "panoptic_semseg_val2017" in str(err.value)
     assert "python datasets/prepare_coco_semantic_from_panoptic.py" in str(err.value)
 
-    script = _load_script("prepare_coco_semantic_from_panoptic")
+    script = load_script("prepare_coco_semantic_from_panoptic")
     script.main(["--root", root, "--splits", "val", "--workers", "2"])
     sem_dir = os.path.join(root, "coco", "panoptic_semseg_val2017")
     sem1 = np.asarray(Image.open(os.path.join(sem_dir, "000000000001.png")))

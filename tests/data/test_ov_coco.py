@@ -1,9 +1,6 @@
 """OV-COCO: class split, datasets/prepare_ov_coco.py and the ov_coco_* registration."""
-import importlib.util
-import itertools
 import json
 import os
-import sys
 
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -17,21 +14,7 @@ from clipself.data.datasets.ov_coco import (
     register_ov_coco,
 )
 
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_COUNTER = itertools.count()
-
-
-def _load_script(name):
-    path = os.path.join(_REPO, "datasets", name + ".py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # picklable module-level functions for --workers
-    spec.loader.exec_module(module)
-    return module
-
-
-def _unique(prefix):
-    return f"{prefix}_{os.getpid()}_{next(_COUNTER)}"
+from tests.helpers import load_script, unique
 
 
 def _cat_id(name):
@@ -76,7 +59,7 @@ def test_prepare_and_register(tmp_path):
            _ann(4, 2, "scissors")]
     _write_coco(root, "train", train)
     _write_coco(root, "val", val)
-    _load_script("prepare_ov_coco").main(["--root", root])
+    load_script("prepare_ov_coco").main(["--root", root])
 
     out = os.path.join(root, "coco", "annotations", "ov_coco")
     with open(os.path.join(out, "instances_train2017_base.json")) as f:
@@ -93,7 +76,7 @@ def test_prepare_and_register(tmp_path):
     assert splits == {"base": list(OV_COCO_BASE_CLASSES), "novel": list(OV_COCO_NOVEL_CLASSES),
                       "all": list(OV_COCO_CLASSES)}
 
-    prefix = _unique("test_ov_coco")
+    prefix = unique("test_ov_coco")
     register_ov_coco(root, prefix=prefix)
     meta = MetadataCatalog.get(f"{prefix}_train")
     assert meta.evaluator_type == "coco"
@@ -117,11 +100,11 @@ def test_prepare_and_register(tmp_path):
 
 
 def test_missing_files_name_the_fix(tmp_path):
-    prefix = _unique("test_ov_coco_missing")
+    prefix = unique("test_ov_coco_missing")
     register_ov_coco(str(tmp_path), prefix=prefix)  # no disk access at registration
     with pytest.raises(FileNotFoundError) as err:
         DatasetCatalog.get(f"{prefix}_train")
     assert "instances_train2017_base.json" in str(err.value)
     assert "python datasets/prepare_ov_coco.py" in str(err.value)
     with pytest.raises(FileNotFoundError, match="instances_train2017.json"):
-        _load_script("prepare_ov_coco").main(["--root", str(tmp_path)])
+        load_script("prepare_ov_coco").main(["--root", str(tmp_path)])

@@ -1,11 +1,8 @@
 """CAT-Seg benchmarks: class tables, registration and the five prepare scripts on tiny fakes."""
 import filecmp
-import importlib.util
-import itertools
 import json
 import os
 import pickle
-import sys
 
 import numpy as np
 import pytest
@@ -25,22 +22,12 @@ from clipself.data.datasets.sem_seg_benchmarks import (
     register_sem_seg_benchmarks,
 )
 
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_COUNTER = itertools.count()
-
-
-def _load_script(name):
-    path = os.path.join(_REPO, "datasets", name + ".py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers import load_script, unique
 
 
 def _register(root):
     """Register private copies of all benchmarks under ``root``; returns the name prefix."""
-    prefix = f"test_{os.getpid()}_{next(_COUNTER)}_"
+    prefix = unique("test") + "_"
     register_sem_seg_benchmarks(root, prefix=prefix)
     return prefix
 
@@ -118,7 +105,7 @@ def test_prepare_coco_stuff(tmp_path):
     for stem, values in raw.items():
         _save(values, os.path.join(root, "coco", "stuffthingmaps", "val2017", stem + ".png"))
         _save(np.zeros((2, 3)), os.path.join(root, "coco", "val2017", stem + ".jpg"))
-    _load_script("prepare_coco_stuff").main(["--root", root, "--splits", "val"])
+    load_script("prepare_coco_stuff").main(["--root", root, "--splits", "val"])
     out = os.path.join(root, "coco", "stuffthingmaps_detectron2", "val2017")
     # person 0, car 2, unused 255, toothbrush 79, banner 80, wood 170; 255 stays 255
     np.testing.assert_array_equal(_read(os.path.join(out, "000000000001.png")),
@@ -144,7 +131,7 @@ def test_prepare_voc(tmp_path):
     os.makedirs(os.path.join(base, "ImageSets", "Segmentation"))
     with open(os.path.join(base, "ImageSets", "Segmentation", "val.txt"), "w") as f:
         f.write("2007_000001\n2007_000002\n")
-    _load_script("prepare_voc_sem_seg").main(["--root", root])
+    load_script("prepare_voc_sem_seg").main(["--root", root])
     voc20 = os.path.join(base, "annotations_detectron2", "val")
     voc21 = os.path.join(base, "annotations_detectron2_bg", "val")
     assert sorted(os.listdir(voc20)) == ["2007_000001.png", "2007_000002.png"]
@@ -187,7 +174,7 @@ _PC_NAMES = (["accordion", "aeroplane", "air conditioner"] + list(PASCAL_CONTEXT
 def test_prepare_pascal_context_59(tmp_path):
     root = str(tmp_path)
     base = _fabricate_context(root, _PC_NAMES)
-    _load_script("prepare_pascal_context_59").main(["--root", root])
+    load_script("prepare_pascal_context_59").main(["--root", root])
     out = os.path.join(base, "annotations_detectron2", "pc59_val")
     np.testing.assert_array_equal(_read(os.path.join(out, "2008_000001.png")),
                                   [[255, 255, 0], [1, 255, 255]])
@@ -199,13 +186,13 @@ def test_prepare_pascal_context_59(tmp_path):
     os.remove(os.path.join(base, "labels.txt"))
     _fabricate_context(str(tmp_path / "bad"), _PC_NAMES[:-2])  # no "wood"
     with pytest.raises(ValueError, match="wood"):
-        _load_script("prepare_pascal_context_59").main(["--root", str(tmp_path / "bad")])
+        load_script("prepare_pascal_context_59").main(["--root", str(tmp_path / "bad")])
 
 
 def test_prepare_pascal_context_459(tmp_path):
     root = str(tmp_path)
     base = _fabricate_context(root, _PC_NAMES)
-    _load_script("prepare_pascal_context_459").main(["--root", root])
+    load_script("prepare_pascal_context_459").main(["--root", root])
     out = os.path.join(base, "annotations_detectron2", "pc459_val")
     # LabelMap - 1; unlabelled (0) -> 459; uint16 tif read back as SemSegEvaluator does
     path = os.path.join(out, "2008_000001.tif")
@@ -254,7 +241,7 @@ def _fabricate_ade_full(root):
 def test_prepare_ade20k_full_by_frequency(tmp_path):
     root = str(tmp_path)
     base = _fabricate_ade_full(root)
-    _load_script("prepare_ade20k_full_sem_seg").main(
+    load_script("prepare_ade20k_full_sem_seg").main(
         ["--root", root, "--num-classes", "4", "--max-short-side", "2"])
     # training images per class: wall 2, sky 2, thing299 2, person 1, car 1 -> ties by index
     with open(os.path.join(base, "ade847_classes.json")) as f:
@@ -285,7 +272,7 @@ def test_prepare_ade20k_full_with_categories(tmp_path):
     categories = tmp_path / "ade847.json"
     # names matched whole or by first synonym; ids of the reference list are not used
     categories.write_text(json.dumps(["sky", {"id": 99, "name": "person"}, "thing299"]))
-    _load_script("prepare_ade20k_full_sem_seg").main(
+    load_script("prepare_ade20k_full_sem_seg").main(
         ["--root", root, "--splits", "val", "--categories", str(categories),
          "--max-short-side", "2"])
     with open(os.path.join(base, "ade847_classes.json")) as f:
@@ -297,5 +284,5 @@ def test_prepare_ade20k_full_with_categories(tmp_path):
 
     categories.write_text(json.dumps(["sky", "unicorn"]))
     with pytest.raises(ValueError, match="unicorn"):
-        _load_script("prepare_ade20k_full_sem_seg").main(
+        load_script("prepare_ade20k_full_sem_seg").main(
             ["--root", root, "--splits", "val", "--categories", str(categories)])

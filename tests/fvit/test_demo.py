@@ -1,21 +1,19 @@
 """tools/demo.py: custom-vocabulary detection with a randomly initialised toy F-ViT."""
-import importlib.util
 import json
 import os
 
 import numpy as np
 import pytest
 import torch
-from detectron2.config import LazyConfig, instantiate
 from detectron2.structures import Boxes, Instances
 from PIL import Image
 
-from clipself.engine import apply_overrides
 from clipself.fvit import build_vocabulary
-from clipself.synthetic import BASE_CLASSES, NOVEL_CLASSES, generate_scene
+from clipself.synthetic import BASE_CLASSES, NOVEL_CLASSES
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFIG = os.path.join(ROOT, "configs/Synthetic/fvit_toy_clipself.py")
+from tests.helpers import REPO, demo_world, load_demo
+
+CONFIG = os.path.join(REPO, "configs/Synthetic/fvit_toy_clipself.py")
 RANDOM_INIT = [  # no toy checkpoints needed
     "model.backbone.bottom_up.clip.pretrained=null",
     "model.roi_heads.box_predictor.vocabulary.text_encoder.pretrained=null",
@@ -23,33 +21,14 @@ RANDOM_INIT = [  # no toy checkpoints needed
 VOCAB = ["red circle", "blue square", "green star"]  # novel, base, base in the toy world
 
 
-def _load_demo():
-    spec = importlib.util.spec_from_file_location("clipself_demo", os.path.join(ROOT, "tools",
-                                                                                "demo.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = _load_demo()
+demo = load_demo("clipself_demo")
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A random-weight toy F-ViT checkpoint and two synthetic images."""
-    tmp = tmp_path_factory.mktemp("demo")
-    cfg = apply_overrides(LazyConfig.load(CONFIG), list(RANDOM_INIT))
-    torch.manual_seed(0)
-    ckpt = tmp / "random_fvit.pth"
-    torch.save({"model": instantiate(cfg.model).state_dict()}, ckpt)
-    images = []
-    for i, size in enumerate([(120, 160), 144]):
-        path = tmp / f"scene{i}.png"
-        Image.fromarray(generate_scene(0, "val", i, image_size=size)["image"]).save(path)
-        images.append(str(path))
-    opts = [f"train.init_checkpoint={ckpt}", *RANDOM_INIT,
-            "model.roi_heads.box_predictor.test_score_thresh=0.0"]
-    return {"tmp": tmp, "images": images, "opts": opts}
+    return demo_world(tmp_path_factory.mktemp("demo"), CONFIG, RANDOM_INIT, [(120, 160), 144],
+                      ["model.roi_heads.box_predictor.test_score_thresh=0.0"])
 
 
 def _main(world, *extra, output="out", inputs=None):

@@ -1,19 +1,15 @@
 """tools/demo.py on an open-vocabulary panoptic model: a randomly initialised toy OVMaskFormer."""
-import importlib.util
 import json
 import os
 
 import numpy as np
 import pytest
 import torch
-from detectron2.config import LazyConfig, instantiate
 from PIL import Image
 
-from clipself.engine import apply_overrides
-from clipself.synthetic import generate_scene
+from tests.helpers import REPO, demo_world, load_demo, save_random_checkpoint
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFIG = os.path.join(ROOT, "configs/Synthetic/panoptic_toy_clipself.py")
+CONFIG = os.path.join(REPO, "configs/Synthetic/panoptic_toy_clipself.py")
 RANDOM_INIT = [  # no toy checkpoints needed
     "model.backbone.clip.pretrained=null",
     "model.vocabulary.text_encoder.pretrained=null",
@@ -24,34 +20,15 @@ THINGS = ["red circle", "pink moon"]
 UNSEEN = ["red circle", "pink moon"]  # a novel shape (void in training) and an unknown name
 
 
-def _load_demo():
-    spec = importlib.util.spec_from_file_location("clipself_demo_panoptic",
-                                                  os.path.join(ROOT, "tools", "demo.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = _load_demo()
+demo = load_demo("clipself_demo_panoptic")
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A random-weight toy OVMaskFormer checkpoint and two synthetic images."""
-    tmp = tmp_path_factory.mktemp("demo_panoptic")
-    cfg = apply_overrides(LazyConfig.load(CONFIG), list(RANDOM_INIT))
-    torch.manual_seed(0)
-    model = instantiate(cfg.model)
-    ckpt = tmp / "random_ovmaskformer.pth"
-    torch.save({"model": model.state_dict()}, ckpt)
-    images = []
-    for i, size in enumerate([(120, 160), 128]):
-        path = tmp / f"scene{i}.png"
-        Image.fromarray(generate_scene(0, "val", i, image_size=size)["image"]).save(path)
-        images.append(str(path))
     # random weights: let every query that wins pixels become a segment
-    opts = [f"train.init_checkpoint={ckpt}", *RANDOM_INIT, "model.overlap_threshold=0.0"]
-    return {"tmp": tmp, "images": images, "opts": opts, "model": model}
+    return demo_world(tmp_path_factory.mktemp("demo_panoptic"), CONFIG, RANDOM_INIT,
+                      [(120, 160), 128], ["model.overlap_threshold=0.0"])
 
 
 def _main(world, *extra, output="out"):
@@ -157,12 +134,11 @@ def test_errors_are_reported(world, capsys):
 
 
 def test_segmentation_flags_rejected_for_fvit(world, capsys):
-    fvit_config = os.path.join(ROOT, "configs/Synthetic/fvit_toy_clipself.py")
+    fvit_config = os.path.join(REPO, "configs/Synthetic/fvit_toy_clipself.py")
     fvit_init = ["model.backbone.bottom_up.clip.pretrained=null",
                  "model.roi_heads.box_predictor.vocabulary.text_encoder.pretrained=null"]
-    cfg = apply_overrides(LazyConfig.load(fvit_config), list(fvit_init))
     ckpt = world["tmp"] / "random_fvit.pth"
-    torch.save({"model": instantiate(cfg.model).state_dict()}, ckpt)
+    save_random_checkpoint(fvit_config, fvit_init, ckpt)
     rc = demo.main(["--config-file", fvit_config, "--input", world["images"][0], "--output",
                     str(world["tmp"] / "fvit"), "--task", "semantic",
                     f"train.init_checkpoint={ckpt}", *fvit_init])

@@ -4,6 +4,7 @@ The scripts are plain files, not a package; they import these helpers from the i
 ``clipself`` package so that each of them stays short.
 """
 import argparse
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -14,6 +15,7 @@ from .paths import dataset_root, require_path
 
 __all__ = [
     "load_json", "write_json", "progress", "parallel_map", "list_files", "basic_argument_parser",
+    "pascal_context_argument_parser", "convert_pascal_context",
 ]
 
 
@@ -137,3 +139,54 @@ def ade20k_instance_mapping(args: argparse.Namespace) -> dict:
         args.img_cat_ids or os.path.join(args.root, ADE20K_INSTANCE_IMG_CAT_IDS),
         required=args.catid_mapping is not None,
     )
+
+
+#: PASCAL-Context's folder under the datasets root (``labels.txt``, ``trainval/*.mat``, splits)
+PASCAL_CONTEXT_ROOT = "VOCdevkit/VOC2010"
+
+
+def pascal_context_argument_parser(description: str) -> argparse.ArgumentParser:
+    """The command line shared by the ``datasets/prepare_pascal_context_*.py`` scripts:
+    ``--root``, ``--workers``, ``--labels`` and ``--split-file``."""
+    parser = basic_argument_parser(description)
+    parser.add_argument("--labels", default="labels.txt",
+                        help="PASCAL-Context labels.txt (relative to VOCdevkit/VOC2010)")
+    parser.add_argument("--split-file", default="ImageSets/Main/val.txt",
+                        help="image ids to convert (relative to VOCdevkit/VOC2010)")
+    return parser
+
+
+def convert_pascal_context(args: argparse.Namespace, dataset_name: str, parse_labels: Callable,
+                           convert_one: Callable, desc: str):
+    """Convert the ``trainval/<id>.mat`` of every image of ``--split-file`` into the
+    ``sem_seg_root`` of ``dataset_name``: the body of the PASCAL-Context prepare scripts.
+
+    Args:
+        args (argparse.Namespace): parsed by ``pascal_context_argument_parser``.
+        dataset_name (str): a ``SEM_SEG_LAYOUT`` entry, whose ``sem_seg_root`` is written.
+        parse_labels (callable): ``{id: name}`` of labels.txt -> ``table`` (it validates them).
+        convert_one (callable): ``convert_one(table, mat_dir, dst_dir, image_id)`` writes one
+            map; module-level, so that it pickles for ``--workers``.
+        desc (str): the progress prefix.
+
+    Returns:
+        (str, object): the output folder and ``table``.
+    """
+    from .sem_seg_benchmarks import (
+        GET_PASCAL_CONTEXT,
+        SEM_SEG_LAYOUT,
+        read_image_list,
+        read_pascal_context_labels,
+    )
+
+    base = os.path.join(args.root, PASCAL_CONTEXT_ROOT)
+    labels_file = require_path(os.path.join(base, args.labels), GET_PASCAL_CONTEXT)
+    table = parse_labels(read_pascal_context_labels(labels_file))
+    image_ids = read_image_list(os.path.join(base, args.split_file), GET_PASCAL_CONTEXT)
+    mat_dir = require_path(os.path.join(base, "trainval"), GET_PASCAL_CONTEXT)
+    dst_dir = os.path.join(args.root, SEM_SEG_LAYOUT[dataset_name]["sem_seg_root"])
+    os.makedirs(dst_dir, exist_ok=True)
+    fn = functools.partial(convert_one, table, mat_dir, dst_dir)
+    for _ in progress(parallel_map(fn, image_ids, args.workers), len(image_ids), desc):
+        pass
+    return dst_dir, table
