@@ -8,6 +8,7 @@ import json
 import math
 import os
 import runpy
+import subprocess
 import sys
 
 import pytest
@@ -99,3 +100,25 @@ def test_per_class_iou_parsing():
     assert sp.split_miou(ious) == {"miou_unseen": 10.0, "miou_seen": 50.0}
     with pytest.raises(ValueError, match="no SemSegEvaluator"):
         sp.per_class_iou("nothing here")
+
+
+def test_analyze_regions_on_quick_demo(quick_demo):
+    """tools/analyze_regions.py on the quick demo's proposals student: colour / shape split."""
+    out = quick_demo / "analysis.json"
+    env = dict(os.environ, DETECTRON2_DATASETS=str(quick_demo / "datasets"))
+    subprocess.run([
+        sys.executable, os.path.join(ROOT, "tools", "analyze_regions.py"),
+        "--config-file", os.path.join(ROOT, "configs/Synthetic/clipself_toy_proposals.py"),
+        "--checkpoint", str(quick_demo / "clipself_proposals" / "model_final.pth"),
+        "--output", str(out), f'model.student.pretrained="{quick_demo}/toy_clip/toy_clip.pt"',
+        f'dataloader.evaluator.text_embeddings.classifier.cache_dir="{quick_demo}/text_embeddings"',
+        "dataloader.test.num_workers=0",
+    ], env=env, cwd=ROOT, check=True)
+    res = json.loads(out.read_text())
+    assert set(res) == {"boxes", "masks", "crops"}
+    counts = {sum(map(sum, r["shape_confusion"])) for r in res.values()}
+    assert len(counts) == 1 and counts.pop() > 0  # every thing region, once per kind
+    for r in res.values():
+        for key in ("top1", "colour", "shape"):
+            assert 0 <= r[key] <= 100
+        assert r["top1"] <= min(r["colour"], r["shape"])
