@@ -102,6 +102,16 @@ def test_per_class_iou_parsing():
         sp.per_class_iou("nothing here")
 
 
+def test_log_progress_parsing():
+    from tests.helpers import load_file
+
+    mp = load_file(os.path.join(ROOT, "tools", "miniature_paper.py"), "miniature_paper_t")
+    log = ("[11/24 14:12:30 d2.utils.events]:  eta: 0:03:10  iter: 19  total_loss: 0.5\n"
+           "[11/24 14:12:40 d2.utils.events]:  eta: 0:02:58  iter: 39  total_loss: 0.4\n")
+    assert mp.log_progress(log) == "iteration 40, ETA 0:02:58"
+    assert mp.log_progress("[d2.engine.train_loop]: Starting training from iteration 0") is None
+
+
 def test_analyze_regions_on_quick_demo(quick_demo):
     """tools/analyze_regions.py on the quick demo's proposals student: colour / shape split."""
     out = quick_demo / "analysis.json"

@@ -25,10 +25,13 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from typing import Optional
 
 from clipself.utils import parse_copypaste
 
@@ -114,14 +117,10 @@ def stage_toy_clip(out: str, size: dict, seed: int) -> dict:
 
 
 def _train_net(args, env) -> str:
-    cmd = [sys.executable, os.path.join(ROOT, "train_net.py")] + args
-    _log("running: train_net.py " + " ".join(args))
-    proc = subprocess.run(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
-    if proc.returncode != 0:
-        print(proc.stdout[-6000:])
-        raise RuntimeError(f"train_net.py failed (exit {proc.returncode})")
-    return proc.stdout
+    """Run train_net.py with ``env`` (its thread settings), relaying its progress; the log text."""
+    with tempfile.TemporaryDirectory() as tmp:
+        log = os.path.join(tmp, "train_net.log")
+        return _train_net_parallel({"train_net": (args, log)}, env, threads=None)["train_net"]
 
 
 def distill_schedule(size: dict, source: str) -> tuple:
@@ -223,8 +222,40 @@ def stage_pictures(out: str, data_root: str, toy_ckpt: str, clipself_ckpt: str) 
     return {"kmeans": path, "exported_checkpoint": exported}
 
 
-def _train_net_parallel(runs: dict, env: dict) -> dict:
-    """Run train_net.py jobs side by side, one CPU thread each.
+#: the iteration and ETA of a Detectron2 training log line
+_ETA = re.compile(r"eta: (\S+)\s+iter: (\d+)")
+
+
+def log_progress(text: str) -> Optional[str]:
+    """``"iteration N, ETA H:MM:SS"`` from the last progress line of a train_net.py log, or None
+    (no iteration logged yet)."""
+    found = _ETA.findall(text)
+    if not found:
+        return None
+    eta, it = found[-1]
+    return f"iteration {int(it) + 1}, ETA {eta}"
+
+
+def _watch(procs: dict, every: float) -> None:
+    """Wait for the processes, printing each one's training progress at most every ``every`` s."""
+    shown, last = {}, time.time()
+    while any(proc.poll() is None for proc, _, _ in procs.values()):
+        time.sleep(1.0)
+        if time.time() - last < every:
+            continue
+        last = time.time()
+        for name, (proc, _, log_path) in procs.items():
+            with open(log_path, errors="replace") as fh:
+                msg = log_progress(fh.read())
+            if msg and msg != shown.get(name) and proc.poll() is None:
+                _log(f"[{name}] {msg}")
+                shown[name] = msg
+
+
+def _train_net_parallel(runs: dict, env: dict, threads: Optional[int] = 1,
+                        every: float = 30.0) -> dict:
+    """Run train_net.py jobs side by side, ``threads`` CPU threads each (None: as in ``env``),
+    printing their progress (iteration, ETA) every ``every`` seconds.
 
     Args:
         runs (dict): name -> (train_net.py arguments, log file).
@@ -232,7 +263,8 @@ def _train_net_parallel(runs: dict, env: dict) -> dict:
         dict: name -> log text.
     """
     procs = {}
-    env1 = dict(env, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env1 = env if threads is None else dict(
+        env, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     for name, (args, log_path) in runs.items():
         _log(f"running [{name}] (log {log_path}): train_net.py " + " ".join(args))
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
@@ -240,6 +272,7 @@ def _train_net_parallel(runs: dict, env: dict) -> dict:
         cmd = [sys.executable, os.path.join(ROOT, "train_net.py")] + args
         procs[name] = (subprocess.Popen(cmd, env=env1, cwd=ROOT, stdout=f,
                                         stderr=subprocess.STDOUT), f, log_path)
+    _watch(procs, every)
     logs = {}
     for name, (proc, f, log_path) in procs.items():
         rc = proc.wait()
