@@ -39,7 +39,8 @@ def test_quick_miniature_paper(quick_demo):
         assert (out / name).exists(), name
     m = json.loads((out / "metrics.json").read_text())
     assert 0 <= m["toy_clip"]["zero_shot_top1"] <= 100
-    for when in ("before", "after", "after_proposals", "after_mixed"):
+    assert m["region_recognition"]["after_source"] == "proposals"
+    for when in ("before", "after", "after_patches", "after_mixed"):
         res = m["region_recognition"][when]
         for key in ("boxes_top1", "boxes_top5", "thing_masks_top1", "stuff_masks_top1",
                     "crops_top1"):
