@@ -1,9 +1,6 @@
 """ADE20K-150: class table, the three prepare scripts and the ade20k_* registrations."""
-import importlib.util
-import itertools
 import json
 import os
-import sys
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -23,24 +20,11 @@ from clipself.data.datasets.ade20k import (
     register_ade20k_sem_seg,
 )
 
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_COUNTER = itertools.count()
+from tests.helpers import load_script, unique
+
 # Category ids (0-based ADE-150 index) and instance-challenge class ids used below.
 WALL, SKY, BED, PERSON = 0, 2, 7, 12
 BED_INS, PERSON_INS = 1, 4
-
-
-def _load_script(name):
-    path = os.path.join(_REPO, "datasets", name + ".py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def _unique(prefix):
-    return f"{prefix}_{os.getpid()}_{next(_COUNTER)}"
 
 
 def _save(array, *parts):
@@ -100,13 +84,13 @@ def test_read_mapping(tmp_path):
 
 def test_prepare_sem_seg(tmp_path):
     base = _fabricate(str(tmp_path))
-    _load_script("prepare_ade20k_sem_seg").main(["--root", str(tmp_path), "--splits", "val"])
+    load_script("prepare_ade20k_sem_seg").main(["--root", str(tmp_path), "--splits", "val"])
     out = np.asarray(Image.open(os.path.join(
         base, "annotations_detectron2", "validation", "ADE_val_00000001.png")))
     assert out.dtype == np.uint8
     np.testing.assert_array_equal(out, [[0, 0, 2, 2], [12, 12, 12, 255], [7, 7, 0, 0]])
 
-    prefix = _unique("test_ade_sem")
+    prefix = unique("test_ade_sem")
     register_ade20k_sem_seg(str(tmp_path), prefix=prefix)
     records = DatasetCatalog.get(f"{prefix}_val")
     assert len(records) == 2 and records[0]["sem_seg_file_name"].endswith("ADE_val_00000001.png")
@@ -118,7 +102,7 @@ def test_prepare_sem_seg(tmp_path):
 def test_prepare_ins_seg(tmp_path):
     root = str(tmp_path)
     base = _fabricate(root, with_mapping=False)  # falls back to the ascending mapping
-    _load_script("prepare_ade20k_ins_seg").main(["--root", root, "--splits", "val"])
+    load_script("prepare_ade20k_ins_seg").main(["--root", root, "--splits", "val"])
     with open(os.path.join(base, "ade20k_instance_val.json")) as f:
         data = json.load(f)
     assert [img["id"] for img in data["images"]] == [1, 2]
@@ -134,7 +118,7 @@ def test_prepare_ins_seg(tmp_path):
     mask = mask_util.decode(anns[3]["segmentation"])
     np.testing.assert_array_equal(mask, np.asarray(INSTANCE_R["ADE_val_00000002"]) == 4)
 
-    prefix = _unique("test_ade_ins")
+    prefix = unique("test_ade_ins")
     register_ade20k_instance(root, prefix=prefix)
     meta = MetadataCatalog.get(f"{prefix}_val")
     assert len(meta.thing_classes) == 100 and meta.evaluator_type == "coco"
@@ -148,14 +132,14 @@ def test_prepare_ins_seg(tmp_path):
 def test_prepare_pan_seg_and_register(tmp_path):
     root = str(tmp_path)
     base = _fabricate(root)
-    prefix = _unique("test_ade_pan")
+    prefix = unique("test_ade_pan")
     register_ade20k_panoptic(root, prefix=prefix)
     with pytest.raises(FileNotFoundError) as err:
         DatasetCatalog.get(f"{prefix}_val")
     assert "ade20k_panoptic_val.json" in str(err.value)
     assert "python datasets/prepare_ade20k_pan_seg.py" in str(err.value)
 
-    _load_script("prepare_ade20k_pan_seg").main(["--root", root, "--splits", "val"])
+    load_script("prepare_ade20k_pan_seg").main(["--root", root, "--splits", "val"])
     with open(os.path.join(base, "ade20k_panoptic_val.json")) as f:
         data = json.load(f)
     assert len(data["categories"]) == 150
@@ -175,7 +159,7 @@ def test_prepare_pan_seg_and_register(tmp_path):
     wall = next(s for s in ann["segments_info"] if s["category_id"] == WALL)
     assert wall["bbox"] == [0, 0, 4, 3]
 
-    _load_script("prepare_ade20k_sem_seg").main(["--root", root, "--splits", "val"])
+    load_script("prepare_ade20k_sem_seg").main(["--root", root, "--splits", "val"])
     records = DatasetCatalog.get(f"{prefix}_val")
     assert [r["image_id"] for r in records] == [1, 2]
     rec = records[1]
@@ -196,8 +180,8 @@ def test_prepare_pan_seg_and_register(tmp_path):
 def test_pan_seg_missing_sem_seg_names_the_fix(tmp_path):
     root = str(tmp_path)
     _fabricate(root)
-    _load_script("prepare_ade20k_pan_seg").main(["--root", root, "--splits", "val"])
-    prefix = _unique("test_ade_pan_nosem")
+    load_script("prepare_ade20k_pan_seg").main(["--root", root, "--splits", "val"])
+    prefix = unique("test_ade_pan_nosem")
     register_ade20k_panoptic(root, prefix=prefix)
     with pytest.raises(FileNotFoundError, match="prepare_ade20k_sem_seg.py"):
         DatasetCatalog.get(f"{prefix}_val")

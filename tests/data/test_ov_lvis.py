@@ -1,9 +1,6 @@
 """OV-LVIS: datasets/prepare_ov_lvis.py and the ov_lvis_* registration."""
-import importlib.util
-import itertools
 import json
 import os
-import sys
 
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -11,23 +8,10 @@ from detectron2.data.datasets.lvis_v1_categories import LVIS_CATEGORIES
 
 from clipself.data.datasets.ov_lvis import register_ov_lvis
 
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_COUNTER = itertools.count()
+from tests.helpers import load_script, unique
+
 # Real LVIS v1 ids: 1 aerosol_can (c), 2 air_conditioner (f), 13 applesauce (r).
 _IDS = (1, 2, 13)
-
-
-def _load_script(name):
-    path = os.path.join(_REPO, "datasets", name + ".py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def _unique(prefix):
-    return f"{prefix}_{os.getpid()}_{next(_COUNTER)}"
 
 
 def _fake_lvis():
@@ -44,7 +28,7 @@ def _fake_lvis():
 
 
 def test_metadata_split():
-    prefix = _unique("test_ov_lvis_meta")
+    prefix = unique("test_ov_lvis_meta")
     register_ov_lvis("/nonexistent", prefix=prefix)
     meta = MetadataCatalog.get(f"{prefix}_val")
     assert meta.evaluator_type == "lvis"
@@ -68,7 +52,7 @@ def test_prepare_and_register(tmp_path):
     for name in ("lvis_v1_train.json", "lvis_v1_val.json"):
         with open(os.path.join(root, "lvis", name), "w") as f:
             json.dump(data, f)
-    _load_script("prepare_ov_lvis").main(["--root", root])
+    load_script("prepare_ov_lvis").main(["--root", root])
 
     with open(os.path.join(root, "lvis", "lvis_v1_train_base.json")) as f:
         base = json.load(f)
@@ -83,7 +67,7 @@ def test_prepare_and_register(tmp_path):
     assert [c["image_count"] for c in info] == [5, 5, 0]
     assert [c["id"] for c in info] == list(_IDS) and info[2]["frequency"] == "r"
 
-    prefix = _unique("test_ov_lvis")
+    prefix = unique("test_ov_lvis")
     register_ov_lvis(root, prefix=prefix)
     records = DatasetCatalog.get(f"{prefix}_train")
     assert [r["file_name"] for r in records] == [
@@ -94,7 +78,7 @@ def test_prepare_and_register(tmp_path):
 
 
 def test_missing_files_name_the_fix(tmp_path):
-    prefix = _unique("test_ov_lvis_missing")
+    prefix = unique("test_ov_lvis_missing")
     register_ov_lvis(str(tmp_path), prefix=prefix)
     with pytest.raises(FileNotFoundError) as err:
         DatasetCatalog.get(f"{prefix}_train")
@@ -103,4 +87,4 @@ def test_missing_files_name_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="lvis_v1_val.json"):
         DatasetCatalog.get(f"{prefix}_val")
     with pytest.raises(FileNotFoundError, match="lvis_v1_train.json"):
-        _load_script("prepare_ov_lvis").main(["--root", str(tmp_path)])
+        load_script("prepare_ov_lvis").main(["--root", str(tmp_path)])
