@@ -15,7 +15,6 @@ Without ``--checkpoint`` the model of the config is evaluated as built (the orig
 """
 import argparse
 import json
-import sys
 from typing import List, Optional
 
 import torch
@@ -64,10 +63,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if args.checkpoint:
         DetectionCheckpointer(model).load(args.checkpoint)
     evaluator = instantiate(cfg.dataloader.evaluator)  # holds the class names and embeddings
-    preds = collect(model, instantiate(cfg.dataloader.test), evaluator._text)
+    preds = collect(model, instantiate(cfg.dataloader.test), evaluator.text_embeddings)
     results = {}
     for kind in KINDS:
-        r = attribute_accuracy(preds[kind], preds["labels"], evaluator._class_names)
+        r = attribute_accuracy(preds[kind], preds["labels"], evaluator.class_names)
         results[kind] = {**{k: round(v, 2) for k, v in r.items() if k != "shape_confusion"},
                          "shape_confusion": r["shape_confusion"].tolist()}
         print(f"\n{kind}: top-1 {r['top1']:.1f}%, colour right {r['colour']:.1f}%, "
@@ -81,4 +80,3 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
 if __name__ == "__main__":
     main()
-    sys.exit(0)

@@ -49,13 +49,13 @@ _RUNS = {  # region source -> (config, output folder)
     "mixed": (MIXED_CONFIG, "clipself_mixed"),
 }
 
-#: full (make demo) and quick (CI integration test) sizes
 #: The proposals run: 1500 x 8 images. Measured on this world (dense box top-1 after CLIPSelf,
 #: 128 px): 300 x 16 -> 36.5, 600 x 16 -> 42.2, 1200 x 16 -> 48.8, 1800 x 8 -> 51.8; at equal
 #: images seen, 8-image batches did better than 16.
 PROPOSALS_ITERS, PROPOSALS_BATCH = 1500, 8
-#: (distill_* for the patches and mixed runs, proposals_* for the proposals run: with ~3 boxes an
-#: image it is cheap per image, and it feeds F-ViT, so it gets more, smaller steps)
+#: full (make demo) and quick (CI integration test) sizes (distill_* for the patches and mixed
+#: runs, proposals_* for the proposals run: with ~3 boxes an image it is cheap per image, and it
+#: feeds F-ViT, so it gets more, smaller steps)
 SIZES = {
     "full": dict(num_train=2000, num_val=300, clip_steps=800, clip_pool=6000, clip_eval=300,
                  distill_iters=300, distill_batch=16, proposals_iters=PROPOSALS_ITERS,
@@ -401,9 +401,9 @@ def _pick(res: dict) -> dict:
 
 
 def write_report(out: str, m: dict) -> None:
-    before, after = m["region_recognition"]["before"], m["region_recognition"]["after_patches"]
-    after_prop = m["region_recognition"]["after"]
-    after_mixed = m["region_recognition"]["after_mixed"]
+    rr = m["region_recognition"]
+    before, patches, proposals, mixed = (
+        rr["before"], rr["after_patches"], rr["after"], rr["after_mixed"])
 
     def row(name, r, kind="dense"):
         if kind == "crops":
@@ -413,7 +413,7 @@ def write_report(out: str, m: dict) -> None:
                 f"{r['stuff_masks_top1']:.1f} | {r['stuff_masks_top5']:.1f} |")
 
     alpha_rows = []
-    for source, r1 in (("patches", after), ("proposals", after_prop)):
+    for source, r1 in (("patches", patches), ("proposals", proposals)):
         rows = [(1.0, r1)] + [
             (a, m["region_recognition"]["alpha"][f"{source}_alpha{a}"]) for a in ALPHAS
         ]
@@ -444,9 +444,9 @@ def write_report(out: str, m: dict) -> None:
         f"{_schedule_text(m['sizes'], 'mixed')}, loss {m['clipself_mixed']['loss_first']:.3f} "
         f"-> {m['clipself_mixed']['loss_last']:.3f}.",
         f"- Dense box top-1 after CLIPSelf / image-crop top-1 of the toy CLIP: "
-        f"{_ratio(after['boxes_top1'], before['crops_top1'])} (patches), "
-        f"{_ratio(after_prop['boxes_top1'], before['crops_top1'])} (proposals), "
-        f"{_ratio(after_mixed['boxes_top1'], before['crops_top1'])} (mixed: up to 10 proposals "
+        f"{_ratio(patches['boxes_top1'], before['crops_top1'])} (patches), "
+        f"{_ratio(proposals['boxes_top1'], before['crops_top1'])} (proposals), "
+        f"{_ratio(mixed['boxes_top1'], before['crops_top1'])} (mixed: up to 10 proposals "
         "+ grid cells per image).",
         "",
         "## Region recognition (paper Table 2 protocol; mean per-class accuracy, %)",
@@ -458,11 +458,11 @@ def write_report(out: str, m: dict) -> None:
         "|---|---|---|---|---|---|---|",
         row("Image crops, toy CLIP", before, "crops"),
         row("Dense features, toy CLIP", before),
-        row("Dense features, toy CLIP + CLIPSelf (patches)", after),
-        row("Dense features, toy CLIP + CLIPSelf (proposals)", after_prop),
-        row("Dense features, toy CLIP + CLIPSelf (mixed; not in the paper)", after_mixed),
-        row("Image crops, CLIPSelf student (patches)", after, "crops"),
-        row("Image crops, CLIPSelf student (proposals)", after_prop, "crops"),
+        row("Dense features, toy CLIP + CLIPSelf (patches)", patches),
+        row("Dense features, toy CLIP + CLIPSelf (proposals)", proposals),
+        row("Dense features, toy CLIP + CLIPSelf (mixed; not in the paper)", mixed),
+        row("Image crops, CLIPSelf student (patches)", patches, "crops"),
+        row("Image crops, CLIPSelf student (proposals)", proposals, "crops"),
         "",
         "## Weight ensembling (spec §2.6): alpha * student + (1 - alpha) * teacher",
         "",

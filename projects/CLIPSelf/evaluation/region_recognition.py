@@ -108,6 +108,16 @@ class RegionRecognitionEvaluator(DatasetEvaluator):
         self._distributed = distributed
         self.reset()
 
+    @property
+    def class_names(self):
+        """The K class names, in the order of the text embeddings."""
+        return self._class_names
+
+    @property
+    def text_embeddings(self) -> torch.Tensor:
+        """(K, D) class embeddings the region features are classified against."""
+        return self._text
+
     def reset(self):
         self._rows = []  # one dict per image: labels, isthing, top5 per feature type
 
