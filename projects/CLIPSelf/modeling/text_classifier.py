@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..utils.atomic import atomic_path
 from .templates import get_templates
 
 __all__ = [
@@ -325,10 +326,9 @@ class TextClassifier:
             self._tower, self._tokenizer, names, self.templates, self.this_is, self.batch_size
         )
         if path:
-            os.makedirs(self.cache_dir, exist_ok=True)
-            tmp = path + ".tmp"
-            torch.save({"key": key, "embeddings": emb}, tmp)
-            os.replace(tmp, path)
+            # parallel jobs (e.g. two F-ViT runs) may fill the same entry at once
+            with atomic_path(path) as tmp:
+                torch.save({"key": key, "embeddings": emb}, tmp)
         return emb
 
     __call__ = embed

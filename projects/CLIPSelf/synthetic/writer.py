@@ -28,6 +28,7 @@ from panopticapi.utils import id2rgb
 from PIL import Image
 from pycocotools import mask as mask_util
 
+from ..utils.atomic import atomic_path
 from .world import (
     ALL_CLASSES,
     BASE_CLASSES,
@@ -103,10 +104,8 @@ def _render_one(job: Tuple) -> dict:
 
 
 def _dump(obj, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(obj, f, separators=(",", ":"))
-    os.replace(tmp, path)
 
 
 def _write_split(split, records, paths, seed, hide_novel) -> dict:

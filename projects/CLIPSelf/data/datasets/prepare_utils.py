@@ -11,6 +11,7 @@ import os
 import time
 from typing import Callable, Iterable, Iterator, Optional, Sequence
 
+from ...utils.atomic import atomic_path
 from .paths import dataset_root, require_path
 
 __all__ = [
@@ -38,11 +39,8 @@ def load_json(path: str, how_to_get: str, log: Callable = print):
 
 def write_json(obj, path: str, log: Callable = print) -> str:
     """Write ``obj`` as json to ``path`` (parent folders are created); returns ``path``."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:  # never leave a truncated file behind
         json.dump(obj, f)
-    os.replace(tmp, path)  # never leave a truncated file behind
     log(f"wrote {path}")
     return path
 
