@@ -53,6 +53,10 @@ def test_quick_miniature_paper(quick_demo):
         for key in ("ap50_novel", "ap50_base"):
             assert math.isfinite(det[key]) and 0 <= det[key] <= 100, (backbone, key)
         assert os.path.isfile(det["checkpoint"])
+    # the toy F-ViT trains under bf16 autocast where the CPU has it natively; the logs say so
+    assert m["fvit_precision"] in ("bf16", "fp32")
+    fvit_log = (out / "fvit" / "clipself.log").read_text()
+    assert ("AMP (bfloat16)" in fvit_log) == (m["fvit_precision"] == "bf16")
     stages = {"world", "toy_clip", "before", "clipself", "proposals", "mixed", "alpha",
               "pictures", "fvit", "total"}
     assert set(m["region_recognition"]["alpha"]) == {
@@ -111,6 +115,18 @@ def test_log_progress_parsing():
            "[11/24 14:12:40 d2.utils.events]:  eta: 0:02:58  iter: 39  total_loss: 0.4\n")
     assert mp.log_progress(log) == "iteration 40, ETA 0:02:58"
     assert mp.log_progress("[d2.engine.train_loop]: Starting training from iteration 0") is None
+
+
+def test_fvit_precision_choice(monkeypatch):
+    from tests.helpers import load_file
+
+    mp = load_file(os.path.join(ROOT, "tools", "miniature_paper.py"), "miniature_paper_p")
+    assert mp.fvit_precision("fp32") == "fp32" and mp.fvit_precision("bf16") == "bf16"
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(mp.torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
+        assert mp.fvit_precision("auto") == expected
+    with pytest.raises(ValueError, match="precision must be"):
+        mp.stage_fvit("unused", {}, {}, "unused", mp.SIZES["quick"], True, precision="fp16")
 
 
 def test_analyze_regions_on_quick_demo(quick_demo):

@@ -36,6 +36,8 @@ import tempfile
 import time
 from typing import Optional
 
+import torch
+
 from clipself.utils import parse_copypaste
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,10 +51,10 @@ _RUNS = {  # region source -> (config, output folder)
     "mixed": (MIXED_CONFIG, "clipself_mixed"),
 }
 
-#: The proposals run: 1500 x 8 images. Measured on this world (dense box top-1 after CLIPSelf,
-#: 128 px): 300 x 16 -> 36.5, 600 x 16 -> 42.2, 1200 x 16 -> 48.8, 1800 x 8 -> 51.8; at equal
-#: images seen, 8-image batches did better than 16.
-PROPOSALS_ITERS, PROPOSALS_BATCH = 1500, 8
+#: The proposals run: 1800 x 8 images. Measured on this world (dense box top-1 after CLIPSelf,
+#: 128 px, 1-thread runs): 300 x 16 -> 36.5, 600 x 16 -> 42.2, 1200 x 16 -> 48.8, 1800 x 8 -> 51.8;
+#: at equal images seen, 8-image batches did better than 16.
+PROPOSALS_ITERS, PROPOSALS_BATCH = 1800, 8
 #: full (make demo) and quick (CI integration test) sizes (distill_* for the patches and mixed
 #: runs, proposals_* for the proposals run: with ~3 boxes an image it is cheap per image, and it
 #: feeds F-ViT, so it gets more, smaller steps)
@@ -304,9 +306,24 @@ def export_student(out: str, folder: str, toy_ckpt: str) -> str:
     return path
 
 
+def fvit_precision(requested: str = "auto") -> str:
+    """The F-ViT training precision: ``requested`` unless "auto", which picks "bf16" where the
+    CPU runs bf16 natively (the toy F-ViT config's autocast) and "fp32" elsewhere (emulated bf16
+    is slower than fp32). GPUs are not used by the demo."""
+    if requested != "auto":
+        return requested
+    native = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    return "bf16" if native() else "fp32"
+
+
 def stage_fvit(out: str, env: dict, towers: dict, toy_ckpt: str, size: dict,
-               quick: bool) -> dict:
-    """Train F-ViT on the base shapes with each frozen tower, evaluate AP50 novel / base."""
+               quick: bool, precision: str = "bf16") -> dict:
+    """Train F-ViT on the base shapes with each frozen tower, evaluate AP50 novel / base.
+
+    ``precision``: "bf16" trains under bf16 autocast (the config's setting), "fp32" without.
+    """
+    if precision not in ("bf16", "fp32"):
+        raise ValueError(f"precision must be 'bf16' or 'fp32', got {precision!r}")
     iters = size["fvit_iters"]
     runs = {}
     for name, tower in towers.items():
@@ -326,6 +343,7 @@ def stage_fvit(out: str, env: dict, towers: dict, toy_ckpt: str, size: dict,
             f"lr_multiplier.scheduler.num_updates={iters}",
             *(["dataloader.train.num_workers=0", "dataloader.test.num_workers=0"]
               if quick else ["dataloader.train.num_workers=1", "dataloader.test.num_workers=0"]),
+            *([] if precision == "bf16" else ["train.amp.enabled=False"]),
             f'train.output_dir="{out_dir}"',
         ], os.path.join(out, "fvit", f"{name}.log"))
     logs = _train_net_parallel(runs, env)
@@ -478,7 +496,9 @@ def write_report(out: str, m: dict) -> None:
         "",
         f"F-ViT (frozen tower, 64-channel FPN, 160 px) trained {m['sizes']['fvit_iters']} "
         f"iterations x {m['sizes']['fvit_batch']} images on the 24 base shapes of the training "
-        "split (novel shapes are never annotated there); AP50 (%) on the validation split over "
+        f"split (novel shapes are never annotated there; training under "
+        f"{'bf16 autocast' if m.get('fvit_precision', 'fp32') == 'bf16' else 'fp32'}, "
+        "evaluation in fp32); AP50 (%) on the validation split over "
         "the 6 novel / 24 base / all 30 shapes, with the CLIP-score ensemble (T 75, alpha 0.1, "
         "beta 0.8).",
         "",
@@ -506,6 +526,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--output", default="output/demo")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CI integration test)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fvit-precision", choices=["auto", "bf16", "fp32"], default="auto",
+                        help="F-ViT training precision; auto = bf16 autocast where the CPU has "
+                             "native bf16, else fp32 (evaluation is always fp32)")
     args = parser.parse_args(argv)
 
     out = os.path.abspath(args.output)
@@ -560,8 +583,11 @@ def main(argv=None) -> dict:
         elif stage == "fvit":
             towers = {"original": state["toy"],
                       "clipself": export_student(out, "clipself_proposals", state["toy"])}
+            metrics["fvit_precision"] = fvit_precision(args.fvit_precision)
+            _log(f"F-ViT: training in {metrics['fvit_precision']} "
+                 f"(--fvit-precision {args.fvit_precision})")
             metrics["detection"] = stage_fvit(out, state["env"], towers, state["toy"], size,
-                                              args.quick)
+                                              args.quick, metrics["fvit_precision"])
             metrics["detection_pictures"] = stage_detection_pictures(
                 out, state["data_root"], state["env"],
                 {k: (towers[k], d["checkpoint"]) for k, d in metrics["detection"].items()},

@@ -51,7 +51,11 @@ dataloader.test.num_workers = 1
 train.max_iter = 1500
 lr_multiplier = warmup_multistep(max_iter=1500, milestones=[1200], warmup_iters=100)
 optimizer.lr = 1e-3
-train.amp.enabled = False
+# mixed precision as in the paper's F-ViT (fp16 on GPUs); on the CPU bf16 autocast: measured
+# 1.25 -> 0.82 s/iter (1 thread, batch 8) on a CPU with native bf16 (`make demo` falls back to
+# fp32 where the CPU has none: there bf16 is emulated and slower). Evaluation runs in fp32.
+train.amp.enabled = True
+train.amp.dtype = "bfloat16"
 train.eval_period = 500
 train.checkpointer.period = 500
 train.output_dir = "./output/synthetic/fvit_toy_clipself"

@@ -10,6 +10,7 @@ Model contract (the only thing the trainer knows about a model):
   step (e.g. an EMA update or extra logging through ``get_event_storage()``).
 """
 import contextlib
+import logging
 import time
 from typing import Optional
 
@@ -21,6 +22,11 @@ __all__ = ["Trainer", "unwrap_model"]
 
 _DTYPES = {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16,
            "bf16": torch.bfloat16}
+
+
+def amp_dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> "bfloat16"."""
+    return str(dtype).replace("torch.", "")
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -65,6 +71,8 @@ class Trainer(SimpleTrainer):
         self.grad_scaler = torch.amp.GradScaler(self.device_type, enabled=use_scaler)
         self.clip_grad_norm = clip_grad_norm
         self.clip_grad_norm_type = clip_grad_norm_type
+        precision = f"AMP ({amp_dtype_name(self.amp_dtype)})" if self.amp_enabled else "fp32"
+        logging.getLogger(__name__).info(f"Training precision: {precision} on {self.device_type}")
 
     def _autocast(self):
         if not self.amp_enabled:
