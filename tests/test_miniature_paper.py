@@ -117,6 +117,18 @@ def test_log_progress_parsing():
     assert mp.log_progress("[d2.engine.train_loop]: Starting training from iteration 0") is None
 
 
+def test_failed_job_error_names_its_cause(tmp_path):
+    from tests.helpers import load_file
+
+    mp = load_file(os.path.join(ROOT, "tools", "miniature_paper.py"), "miniature_paper_e")
+    assert mp.last_line("Traceback ...\n  File x\nFileNotFoundError: gone\n\n") == (
+        "FileNotFoundError: gone")
+    assert mp.last_line("") == "(empty log)"
+    runs = {"bad": (["--config-file", "configs/does_not_exist.py"], str(tmp_path / "bad.log"))}
+    with pytest.raises(RuntimeError, match=r"\[bad\] failed \(exit 1\): .*does_not_exist"):
+        mp._train_net_parallel(runs, dict(os.environ), every=1.0)
+
+
 def test_fvit_precision_choice(monkeypatch):
     from tests.helpers import load_file
 

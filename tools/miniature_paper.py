@@ -257,6 +257,13 @@ def _watch(procs: dict, every: float) -> None:
                 shown[name] = msg
 
 
+def last_line(text: str) -> str:
+    """The last non-blank line of a log (for a crashed job: the exception), for error messages
+    that must say why even when only their own line is shown (e.g. a CI summary)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1][-500:] if lines else "(empty log)"
+
+
 def _train_net_parallel(runs: dict, env: dict, threads: Optional[int] = 1,
                         every: float = 30.0) -> dict:
     """Run train_net.py jobs side by side, ``threads`` CPU threads each (None: as in ``env``),
@@ -286,7 +293,8 @@ def _train_net_parallel(runs: dict, env: dict, threads: Optional[int] = 1,
             logs[name] = fh.read()
         if rc != 0:
             print(logs[name][-6000:])
-            raise RuntimeError(f"train_net.py [{name}] failed (exit {rc}); log: {log_path}")
+            raise RuntimeError(f"train_net.py [{name}] failed (exit {rc}): "
+                               f"{last_line(logs[name])}; log: {log_path}")
     return logs
 
 
