@@ -25,6 +25,7 @@ test-all: env
 lint: env
 	$(PY) -m flake8 projects tests tools configs datasets train_net.py setup.py
 	$(PY) -m isort --check-only --diff projects tests tools datasets train_net.py setup.py
+	.venv/bin/lint-imports --no-cache setup.cfg
 
 clean:
 	rm -rf output .pytest_cache

@@ -6,5 +6,5 @@ _SUBPACKAGES = find_packages("projects/CLIPSelf")
 setup(
     package_dir={"clipself": "projects/CLIPSelf"},
     packages=["clipself"] + [f"clipself.{name}" for name in _SUBPACKAGES],
-    package_data={"clipself.modeling": ["model_configs/*.json"]},
+    package_data={"clipself.modeling.backbone": ["model_configs/*.json"]},
 )

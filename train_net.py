@@ -13,8 +13,13 @@ Overrides use Hydra's grammar (quote strings with ``=`` or ``/``: ``'train.outpu
 A key that does not exist in the config is rejected; ``+key=value`` adds one on purpose.
 Without a GPU everything runs on the CPU (``train.device=auto``); ``--num-gpus N`` then starts
 N processes that train together over gloo.
+
+Every evaluation writes ``eval_results.json`` into ``train.output_dir``: the evaluators' nested
+results (``results``: task -> metric -> value, NaN as null) with the config file, the checkpoint
+and the iteration (read it with ``clipself.engine.read_eval_results``).
 """
 import logging
+import os
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
@@ -24,7 +29,14 @@ from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from clipself.engine import Trainer, apply_overrides, create_ddp_model, resolve_device
+from clipself.engine import (
+    EVAL_RESULTS_FILE,
+    Trainer,
+    apply_overrides,
+    create_ddp_model,
+    resolve_device,
+    write_eval_results,
+)
 
 logger = logging.getLogger("clipself")
 
@@ -36,9 +48,12 @@ def _amp_enabled(cfg) -> bool:
     return bool(enabled)
 
 
-def do_test(cfg, model):
-    """Evaluate ``model`` on ``cfg.dataloader.test`` with ``cfg.dataloader.evaluator``.
+def do_test(cfg, model, info=None):
+    """Evaluate ``model`` on ``cfg.dataloader.test`` with ``cfg.dataloader.evaluator``; the main
+    process prints the results and writes them to ``train.output_dir/eval_results.json``.
 
+    Args:
+        info (dict): more entries of ``eval_results.json`` (config file, checkpoint, iteration).
     Returns:
         dict: the evaluator's results (empty when the config has no evaluator).
     """
@@ -50,7 +65,18 @@ def do_test(cfg, model):
     )
     if comm.is_main_process() and results:
         print_csv_format(results)
+        path = os.path.join(cfg.train.output_dir, EVAL_RESULTS_FILE)
+        write_eval_results(path, results, **(info or {}))
+        logger.info(f"Evaluation results written to {path}")
     return results or {}
+
+
+def _eval_info(args, checkpoint, iteration):
+    """``eval_results.json``'s entries besides the results; ``iteration``: training iterations
+    done (None for ``--eval-only``)."""
+    return {"config_file": os.path.abspath(args.config_file),
+            "checkpoint": os.path.abspath(checkpoint) if checkpoint else "",
+            "iteration": iteration}
 
 
 def build_trainer(args, cfg):
@@ -87,7 +113,9 @@ def build_trainer(args, cfg):
             hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
             if comm.is_main_process()
             else None,
-            hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
+            hooks.EvalHook(cfg.train.eval_period, lambda: do_test(
+                cfg, model, _eval_info(args, checkpointer.get_checkpoint_file(),
+                                       min(trainer.iter + 1, cfg.train.max_iter)))),
             hooks.PeriodicWriter(
                 default_writers(cfg.train.output_dir, cfg.train.max_iter),
                 period=cfg.train.log_period,
@@ -133,7 +161,7 @@ def main(args):
             model.to(cfg.train.device)
             model = create_ddp_model(model)
             DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
-            return do_test(cfg, model)
+            return do_test(cfg, model, _eval_info(args, cfg.train.init_checkpoint, None))
         do_train(args, cfg)
         return None
     finally:

@@ -19,6 +19,9 @@ from typing import Callable, List, Optional
 
 import torch
 
+from clipself.modeling import CLIPViT
+from clipself.modeling.dense_ops import pool_boxes, pool_boxes_reference
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -50,9 +53,6 @@ def _random_boxes(n: int, size: int, generator: torch.Generator) -> torch.Tensor
 
 
 def bench_dense(args: argparse.Namespace) -> dict:
-    from clipself.modeling import CLIPViT
-    from clipself.modeling.dense_ops import pool_boxes, pool_boxes_reference
-
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -31,6 +31,18 @@ import sys
 from collections import Counter
 from typing import List, Optional
 
+from clipself.checkpoint import (
+    FVIT_CLIP_PREFIX,
+    detect_visual_layout,
+    fvit_key_groups,
+    infer_fvit_model_name,
+    is_fvit_mmdet_state_dict,
+    read_mmdet_checkpoint,
+    split_visual_state_dict,
+    unwrap_state_dict,
+)
+from clipself.engine.convert import convert_clip_checkpoint, convert_fvit_checkpoint
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -64,19 +76,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _inspect(path: str) -> dict:
-    from clipself.checkpoint.clip_convert import (
-        detect_visual_layout,
-        split_visual_state_dict,
-        unwrap_state_dict,
-    )
-    from clipself.checkpoint.fvit_convert import (
-        FVIT_CLIP_PREFIX,
-        fvit_key_groups,
-        infer_fvit_model_name,
-        is_fvit_mmdet_state_dict,
-        read_mmdet_checkpoint,
-    )
-
     obj = read_mmdet_checkpoint(path)
     sd = unwrap_state_dict(obj)
     fvit = is_fvit_mmdet_state_dict(sd)
@@ -113,8 +112,6 @@ def _inspect(path: str) -> dict:
 
 
 def _fvit_from_mmdet(args) -> int:
-    from clipself.checkpoint.fvit_convert import convert_fvit_checkpoint
-
     try:
         report = convert_fvit_checkpoint(
             args.input, args.output, model_name=args.model,
@@ -139,8 +136,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     if args.command == "fvit-from-mmdet":
         return _fvit_from_mmdet(args)
-    from clipself.checkpoint.clip_convert import convert_clip_checkpoint
-
     to = "open_clip" if args.command == "to-open-clip" else "clipself"
     try:
         report = convert_clip_checkpoint(

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Dump CLIP text embeddings of a vocabulary (spec §4.8) for F-ViT / region evaluation.
+"""Dump CLIP text embeddings of a vocabulary (docs/fvit.md §10) for F-ViT / region evaluation.
 
 Examples::
 
@@ -21,6 +21,11 @@ import logging
 import sys
 from typing import List, Optional
 
+from detectron2.data import MetadataCatalog
+
+import clipself  # noqa: F401  (registers the project's datasets)
+from clipself.modeling import TextClassifier, save_text_embeddings
+
 
 def read_class_names(path: str) -> list:
     """Class names from a JSON list (str or list of synonyms) or a text file, one per line."""
@@ -36,10 +41,6 @@ def read_class_names(path: str) -> list:
 
 def dataset_class_names(name: str, field: str) -> list:
     """Class names of a registered Detectron2 dataset (``MetadataCatalog``)."""
-    from detectron2.data import MetadataCatalog
-
-    import clipself  # noqa: F401  (registers the project's datasets)
-
     names = MetadataCatalog.get(name).get(field, None)
     if not names:
         raise ValueError(f"dataset {name!r} has no metadata field {field!r}")
@@ -69,8 +70,6 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from clipself.modeling.text_classifier import TextClassifier, save_text_embeddings
-
     names = read_class_names(args.names) if args.names else dataset_class_names(
         args.dataset, args.field)
     templates = args.templates

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Export a CLIPSelf training checkpoint as a CLIP checkpoint (alpha-ensemble of student and
-teacher, spec §2.6), loadable by ``CLIPViT(pretrained=...)`` and ``TextClassifier``.
+teacher, docs/distillation.md §7), loadable by ``CLIPViT(pretrained=...)`` and ``TextClassifier``.
 
     python tools/export_clipself.py --config-file configs/CLIPSelf/X.py \
         --checkpoint output/.../model_final.pth --output clipself.pt [--alpha 0.7]

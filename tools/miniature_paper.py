@@ -10,8 +10,8 @@
 4. clipself   CLIPSelf distillation with image patches through ``train_net.py``, evaluated after
 5. proposals  CLIPSelf distillation with region proposals (class-agnostic object boxes)
    mixed      (not in the paper) proposals + grid cells in the same image
-6. alpha      weight ensembling alpha * student + (1 - alpha) * teacher (spec §2.6) of both runs,
-              evaluated with ``train_net.py --eval-only``
+6. alpha      weight ensembling alpha * student + (1 - alpha) * teacher of both runs
+              (docs/distillation.md §7), evaluated with ``train_net.py --eval-only``
 7. pictures   K-Means maps of the dense features before / after (paper Figure 4)
 
 Results: ``OUTPUT/REPORT.md`` and ``OUTPUT/metrics.json``. In ``metrics.json``,
@@ -28,17 +28,17 @@ import hashlib
 import importlib.util
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from typing import Optional
 
 import torch
 
-from clipself.utils import parse_copypaste
+from clipself.data.datasets.synthetic import prepare_world
+from clipself.distill import export_distilled
+from clipself.engine.runner import TrainNetJob, run_jobs
+from clipself.engine.toy_clip import train_toy_clip
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISTILL_CONFIG = "configs/Synthetic/clipself_toy_patches.py"
@@ -82,8 +82,6 @@ def _log(msg: str) -> None:
 
 def stage_world(out: str, num_train: int, num_val: int, seed: int) -> str:
     """Write the synthetic world under ``out/datasets`` (skipped when already there)."""
-    from clipself.data.datasets.synthetic import prepare_world
-
     root = os.path.join(out, "datasets")
     meta_path = os.path.join(root, "synthetic", "meta.json")
     if os.path.exists(meta_path):
@@ -100,8 +98,6 @@ def stage_world(out: str, num_train: int, num_val: int, seed: int) -> str:
 
 def stage_toy_clip(out: str, size: dict, seed: int) -> dict:
     """Train the toy CLIP once per settings; later runs reuse the cached checkpoint."""
-    from clipself.synthetic.toy_clip import train_toy_clip
-
     settings = dict(steps=size["clip_steps"], pool_scenes=size["clip_pool"], seed=seed,
                     eval_scenes=size["clip_eval"])
     key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
@@ -121,11 +117,11 @@ def stage_toy_clip(out: str, size: dict, seed: int) -> dict:
     return {"checkpoint": ckpt, **info}
 
 
-def _train_net(args, env) -> str:
-    """Run train_net.py with ``env`` (its thread settings), relaying its progress; the log text."""
-    with tempfile.TemporaryDirectory() as tmp:
-        log = os.path.join(tmp, "train_net.log")
-        return _train_net_parallel({"train_net": (args, log)}, env, threads=None)["train_net"]
+def _train_net(name: str, args: list, out_dir: str, env: dict) -> dict:
+    """Run one train_net.py job with ``env`` (its thread settings), relaying its progress; its
+    evaluation results (``eval_results.json`` of ``out_dir``)."""
+    job = TrainNetJob(name, list(args), output_dir=out_dir)
+    return run_jobs([job], env=env, threads=None, log=_log)[name].results
 
 
 def distill_schedule(size: dict, source: str) -> tuple:
@@ -135,13 +131,15 @@ def distill_schedule(size: dict, source: str) -> tuple:
     return size["distill_iters"], size["distill_batch"]
 
 
-def _distill_opts(out_dir: str, toy_ckpt: str, batch: int, quick: bool) -> list:
+def _distill_opts(out: str, out_dir: str, toy_ckpt: str, batch: int, quick: bool) -> list:
+    """Overrides of a CLIPSelf run writing to ``out_dir``; the text embeddings are cached in
+    ``out/text_embeddings``."""
     opts = [
         f'model.student.pretrained="{toy_ckpt}"',
         f'train.output_dir="{out_dir}"',
         f"dataloader.train.total_batch_size={batch}",
-        'dataloader.evaluator.text_embeddings.classifier.cache_dir='
-        f'"{os.path.join(os.path.dirname(out_dir), "text_embeddings")}"',
+        'dataloader.evaluator.vocabulary.text_encoder.cache_dir='
+        f'"{os.path.join(out, "text_embeddings")}"',
     ]
     if quick:
         opts += ["dataloader.train.num_workers=0", "dataloader.test.num_workers=0"]
@@ -150,9 +148,10 @@ def _distill_opts(out_dir: str, toy_ckpt: str, batch: int, quick: bool) -> list:
 
 def stage_region_before(out: str, env: dict, toy_ckpt: str, size: dict, quick: bool) -> dict:
     out_dir = os.path.join(out, "region_before")
-    log = _train_net(["--eval-only", "--config-file", DISTILL_CONFIG,
-                      *_distill_opts(out_dir, toy_ckpt, size["distill_batch"], quick)], env)
-    return parse_copypaste(log, "region_recognition")
+    results = _train_net("before", ["--eval-only", "--config-file", DISTILL_CONFIG,
+                                    *_distill_opts(out, out_dir, toy_ckpt,
+                                                   size["distill_batch"], quick)], out_dir, env)
+    return results["region_recognition"]
 
 
 def stage_clipself(
@@ -163,13 +162,13 @@ def stage_clipself(
     shutil.rmtree(out_dir, ignore_errors=True)  # metrics.json is appended to: start clean
     iters, batch = distill_schedule(size, source)
     warmup = max(1, min(20, iters // 15))
-    log = _train_net([
-        "--config-file", config, *_distill_opts(out_dir, toy_ckpt, batch, quick),
+    results = _train_net(source, [
+        "--config-file", config, *_distill_opts(out, out_dir, toy_ckpt, batch, quick),
         f"train.max_iter={iters}", f"train.eval_period={iters}",
         f"train.checkpointer.period={iters}",
         f"train.log_period={max(1, min(iters // 4, max(10, iters // 30)))}",
         f"lr_multiplier.warmup_length={warmup / iters}",
-    ], env)
+    ], out_dir, env)
     losses = []
     with open(os.path.join(out_dir, "metrics.json")) as f:
         for line in f:
@@ -177,7 +176,7 @@ def stage_clipself(
             if "total_loss" in row:
                 losses.append((row["iteration"], row["total_loss"]))
     return {
-        "region_recognition": parse_copypaste(log, "region_recognition"),
+        "region_recognition": results["region_recognition"],
         "loss_first": losses[0][1] if losses else float("nan"),
         "loss_last": losses[-1][1] if losses else float("nan"),
         "loss_curve": losses,
@@ -195,20 +194,19 @@ def stage_alpha(out: str, env: dict, toy_ckpt: str, size: dict, quick: bool) -> 
                                    ("proposals", PROPOSALS_CONFIG, "clipself_proposals")):
         ckpt = os.path.join(out, folder, "model_final.pth")
         for alpha in ALPHAS:
-            log = _train_net([
+            name = f"{source}_alpha{alpha}"
+            out_dir = os.path.join(out, "alpha_eval", name)
+            results = _train_net(name, [
                 "--eval-only", "--config-file", config,
-                *_distill_opts(os.path.join(out, "alpha_eval"), toy_ckpt, size["distill_batch"],
-                               quick),
+                *_distill_opts(out, out_dir, toy_ckpt, size["distill_batch"], quick),
                 f'train.init_checkpoint="{ckpt}"', f"model.alpha={alpha}",
-            ], env)
-            res[f"{source}_alpha{alpha}"] = _pick(parse_copypaste(log, "region_recognition"))
+            ], out_dir, env)
+            res[name] = _pick(results["region_recognition"])
     return res
 
 
 def stage_pictures(out: str, data_root: str, toy_ckpt: str, clipself_ckpt: str) -> dict:
     """Export the distilled student and draw K-Means maps before / after."""
-    from clipself.distill import export_distilled
-
     exported = os.path.join(out, "clipself", "toy_clipself.pt")
     export_distilled(clipself_ckpt, exported, model_name="ToyCLIP-ViT-P8", alpha=1.0,
                      text_from=toy_ckpt)
@@ -227,77 +225,6 @@ def stage_pictures(out: str, data_root: str, toy_ckpt: str, clipself_ckpt: str) 
     return {"kmeans": path, "exported_checkpoint": exported}
 
 
-#: the iteration and ETA of a Detectron2 training log line
-_ETA = re.compile(r"eta: (\S+)\s+iter: (\d+)")
-
-
-def log_progress(text: str) -> Optional[str]:
-    """``"iteration N, ETA H:MM:SS"`` from the last progress line of a train_net.py log, or None
-    (no iteration logged yet)."""
-    found = _ETA.findall(text)
-    if not found:
-        return None
-    eta, it = found[-1]
-    return f"iteration {int(it) + 1}, ETA {eta}"
-
-
-def _watch(procs: dict, every: float) -> None:
-    """Wait for the processes, printing each one's training progress at most every ``every`` s."""
-    shown, last = {}, time.time()
-    while any(proc.poll() is None for proc, _, _ in procs.values()):
-        time.sleep(1.0)
-        if time.time() - last < every:
-            continue
-        last = time.time()
-        for name, (proc, _, log_path) in procs.items():
-            with open(log_path, errors="replace") as fh:
-                msg = log_progress(fh.read())
-            if msg and msg != shown.get(name) and proc.poll() is None:
-                _log(f"[{name}] {msg}")
-                shown[name] = msg
-
-
-def last_line(text: str) -> str:
-    """The last non-blank line of a log (for a crashed job: the exception), for error messages
-    that must say why even when only their own line is shown (e.g. a CI summary)."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1][-500:] if lines else "(empty log)"
-
-
-def _train_net_parallel(runs: dict, env: dict, threads: Optional[int] = 1,
-                        every: float = 30.0) -> dict:
-    """Run train_net.py jobs side by side, ``threads`` CPU threads each (None: as in ``env``),
-    printing their progress (iteration, ETA) every ``every`` seconds.
-
-    Args:
-        runs (dict): name -> (train_net.py arguments, log file).
-    Returns:
-        dict: name -> log text.
-    """
-    procs = {}
-    env1 = env if threads is None else dict(
-        env, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    for name, (args, log_path) in runs.items():
-        _log(f"running [{name}] (log {log_path}): train_net.py " + " ".join(args))
-        os.makedirs(os.path.dirname(log_path), exist_ok=True)
-        f = open(log_path, "w")
-        cmd = [sys.executable, os.path.join(ROOT, "train_net.py")] + args
-        procs[name] = (subprocess.Popen(cmd, env=env1, cwd=ROOT, stdout=f,
-                                        stderr=subprocess.STDOUT), f, log_path)
-    _watch(procs, every)
-    logs = {}
-    for name, (proc, f, log_path) in procs.items():
-        rc = proc.wait()
-        f.close()
-        with open(log_path) as fh:
-            logs[name] = fh.read()
-        if rc != 0:
-            print(logs[name][-6000:])
-            raise RuntimeError(f"train_net.py [{name}] failed (exit {rc}): "
-                               f"{last_line(logs[name])}; log: {log_path}")
-    return logs
-
-
 #: F-ViT backbones of the miniature Table 3: name -> description. The CLIPSelf tower is the
 #: proposals run: on this world it is the one whose dense boxes CLIPSelf improves (Table 2 above),
 #: as in the paper, whose best F-ViT rows also use proposals.
@@ -306,8 +233,6 @@ FVIT_BACKBONES = {"original": "toy CLIP", "clipself": "toy CLIP + CLIPSelf (prop
 
 def export_student(out: str, folder: str, toy_ckpt: str) -> str:
     """The distilled student of the CLIPSelf run in ``out/folder`` as a CLIP checkpoint."""
-    from clipself.distill import export_distilled
-
     path = os.path.join(out, folder, "toy_clipself.pt")
     export_distilled(os.path.join(out, folder, "model_final.pth"), path,
                      model_name="ToyCLIP-ViT-P8", alpha=1.0, text_from=toy_ckpt)
@@ -333,11 +258,11 @@ def stage_fvit(out: str, env: dict, towers: dict, toy_ckpt: str, size: dict,
     if precision not in ("bf16", "fp32"):
         raise ValueError(f"precision must be 'bf16' or 'fp32', got {precision!r}")
     iters = size["fvit_iters"]
-    runs = {}
+    jobs = []
     for name, tower in towers.items():
         out_dir = os.path.join(out, "fvit", name)
         shutil.rmtree(out_dir, ignore_errors=True)
-        runs[name] = ([
+        jobs.append(TrainNetJob(name, [
             "--config-file", FVIT_CONFIG,
             f'model.backbone.bottom_up.clip.pretrained="{tower}"',
             f'model.roi_heads.box_predictor.vocabulary.text_encoder.pretrained="{toy_ckpt}"',
@@ -353,11 +278,10 @@ def stage_fvit(out: str, env: dict, towers: dict, toy_ckpt: str, size: dict,
               if quick else ["dataloader.train.num_workers=1", "dataloader.test.num_workers=0"]),
             *([] if precision == "bf16" else ["train.amp.enabled=False"]),
             f'train.output_dir="{out_dir}"',
-        ], os.path.join(out, "fvit", f"{name}.log"))
-    logs = _train_net_parallel(runs, env)
+        ], output_dir=out_dir, log_file=os.path.join(out, "fvit", f"{name}.log")))
     res = {}
-    for name, log in logs.items():
-        r = parse_copypaste(log, "bbox")
+    for name, job in run_jobs(jobs, env=env, threads=1, log=_log).items():
+        r = job.results["bbox"]
         res[name] = {
             "ap50_novel": r["AP50_novel"], "ap50_base": r["AP50_base"],
             "ap50_all": r["AP50_all"], "ap": r["AP"],
@@ -490,7 +414,7 @@ def write_report(out: str, m: dict) -> None:
         row("Image crops, CLIPSelf student (patches)", patches, "crops"),
         row("Image crops, CLIPSelf student (proposals)", proposals, "crops"),
         "",
-        "## Weight ensembling (spec §2.6): alpha * student + (1 - alpha) * teacher",
+        "## Weight ensembling (docs/distillation.md §7): alpha * student + (1 - alpha) * teacher",
         "",
         "| run | alpha | Boxes top1 | Thing masks top1 | Stuff masks top1 | Crops top1 |",
         "|---|---|---|---|---|---|",

@@ -21,21 +21,20 @@ Usage::
     python tools/segmentation_paper.py --output output/demo_seg [--demo output/demo] [--quick]
 """
 import argparse
-import ast
 import json
+import math
 import os
-import re
 import shutil
 import subprocess
 import sys
 import time
 
-from clipself.utils import parse_copypaste
+from clipself.distill import export_distilled
+from clipself.engine.runner import TrainNetJob, run_jobs
+from clipself.synthetic import NOVEL_CLASSES
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # isort: skip
-import miniature_paper as mp  # noqa: E402  isort: skip  (shared run helpers)
-
-ROOT = mp.ROOT
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOY_CLIP_MODEL = "ToyCLIP-ViT-P8"
 PANOPTIC_CONFIG = "configs/Synthetic/panoptic_toy_clipself.py"
 SEMANTIC_CONFIG = "configs/Synthetic/catseg_toy.py"
 #: tower name -> (label in the tables, CLIPSelf run folder of the demo or None = the toy CLIP)
@@ -70,24 +69,14 @@ def _schedule_opts(iters: int, batch: int, quick: bool) -> list:
     ]
 
 
-def per_class_iou(log: str) -> dict:
-    """Per-class IoU (%) of the last SemSegEvaluator result printed in a train_net.py log."""
-    key = "OrderedDict([('sem_seg', "
-    lines = [ln for ln in log.splitlines() if key in ln]
-    if not lines:
-        raise ValueError("no SemSegEvaluator result in the log")
-    text = lines[-1][lines[-1].index(key) + len(key):].rsplit(")])", 1)[0]
-    res = ast.literal_eval(re.sub(r"\bnan\b", "None", text))  # classes absent from the split
-    return {k[len("IoU-"):]: float("nan") if v is None else float(v)
-            for k, v in res.items() if k.startswith("IoU-")}
+def per_class_iou(sem_seg: dict) -> dict:
+    """Per-class IoU (%) of a SemSegEvaluator result (``IoU-<class>`` entries; NaN for classes
+    absent from the split)."""
+    return {k[len("IoU-"):]: float(v) for k, v in sem_seg.items() if k.startswith("IoU-")}
 
 
 def split_miou(ious: dict) -> dict:
     """mIoU over the novel (unseen in training) and the seen classes of the synthetic world."""
-    import math
-
-    from clipself.synthetic import NOVEL_CLASSES
-
     def mean(vals):
         vals = [v for v in vals if not math.isnan(v)]
         return sum(vals) / len(vals) if vals else float("nan")
@@ -102,7 +91,10 @@ def ensure_demo(demo: str, quick: bool) -> dict:
     path = os.path.join(demo, "metrics.json")
     if not os.path.isfile(path):
         _log(f"{path} not found: running the miniature paper first (make demo)")
-        mp.main(["--output", demo] + (["--quick"] if quick else []))
+        cmd = [sys.executable, os.path.join(ROOT, "tools", "miniature_paper.py"),
+               "--output", demo] + (["--quick"] if quick else [])
+        if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+            raise RuntimeError(f"tools/miniature_paper.py --output {demo} failed")
     with open(path) as f:
         return json.load(f)
 
@@ -112,7 +104,12 @@ def stage_towers(demo: str) -> dict:
     toy = os.path.join(demo, "toy_clip", "toy_clip.pt")
     towers = {}
     for name, (_, folder) in TOWERS.items():
-        towers[name] = toy if folder is None else mp.export_student(demo, folder, toy)
+        if folder is None:
+            towers[name] = toy
+            continue
+        towers[name] = os.path.join(demo, folder, "toy_clipself.pt")
+        export_distilled(os.path.join(demo, folder, "model_final.pth"), towers[name],
+                         model_name=TOY_CLIP_MODEL, alpha=1.0, text_from=toy)
     return towers
 
 
@@ -121,39 +118,41 @@ def stage_panoptic(out: str, env: dict, towers: dict, toy: str, size: dict, quic
     iters = size["panoptic_iters"]
     text = [f'model.vocabulary.text_encoder.pretrained="{toy}"',
             f'model.vocabulary.text_encoder.cache_dir="{os.path.join(out, "text_embeddings")}"']
-    runs = {}
+    jobs = []
     for name, tower in towers.items():
         out_dir = os.path.join(out, "panoptic", name)
         shutil.rmtree(out_dir, ignore_errors=True)
-        runs[name] = (["--config-file", PANOPTIC_CONFIG,
-                       f'model.backbone.clip.pretrained="{tower}"', *text,
-                       *_schedule_opts(iters, size["panoptic_batch"], quick),
-                       f'train.output_dir="{out_dir}"'],
-                      os.path.join(out, "panoptic", f"{name}.log"))
-    logs = mp._train_net_parallel(runs, env)  # trained models evaluated in "ensemble" mode
-    evals = {}
+        jobs.append(TrainNetJob(name, [
+            "--config-file", PANOPTIC_CONFIG, f'model.backbone.clip.pretrained="{tower}"', *text,
+            *_schedule_opts(iters, size["panoptic_batch"], quick),
+            f'train.output_dir="{out_dir}"'],
+            output_dir=out_dir, log_file=os.path.join(out, "panoptic", f"{name}.log")))
+    # the trained models are evaluated in "ensemble" mode
+    trained = run_jobs(jobs, env=env, parallel=len(jobs), threads=1, log=_log)
+    results = {f"{k}/ensemble": j.results for k, j in trained.items()}
+    evals = []
     for name, tower in towers.items():
         for mode in ("pred", "clip"):
-            evals[f"{name}/{mode}"] = ([
+            out_dir = os.path.join(out, "panoptic", name, "eval_" + mode)
+            evals.append(TrainNetJob(f"{name}/{mode}", [
                 "--config-file", PANOPTIC_CONFIG, "--eval-only",
                 f'model.backbone.clip.pretrained="{tower}"', *text,
                 f'train.init_checkpoint="{os.path.join(out, "panoptic", name, "model_final.pth")}"',
                 f"model.ensemble_mode={mode}", "dataloader.test.num_workers=0",
-                f'train.output_dir="{os.path.join(out, "panoptic", name, "eval_" + mode)}"',
-            ], os.path.join(out, "panoptic", f"{name}_eval_{mode}.log"))
-    logs.update({f"{k}/ensemble": v for k, v in logs.items()})
-    names = list(evals)
-    for i in range(0, len(names), 2):  # two single-thread jobs at a time on two cores
-        logs.update(mp._train_net_parallel({k: evals[k] for k in names[i:i + 2]}, env))
+                f'train.output_dir="{out_dir}"',
+            ], output_dir=out_dir,
+                log_file=os.path.join(out, "panoptic", f"{name}_eval_{mode}.log")))
+    # two single-thread jobs at a time on two cores
+    results.update({k: j.results for k, j in run_jobs(evals, env=env, threads=1, log=_log).items()})
     res = {}
     for name in towers:
         res[name] = {}
         for mode in MODES:
-            log = logs[f"{name}/{mode}"]
-            pq, sem, seg = (parse_copypaste(log, t) for t in ("panoptic_seg", "sem_seg", "segm"))
+            r = results[f"{name}/{mode}"]
+            pq, sem, seg = r["panoptic_seg"], r["sem_seg"], r["segm"]
             res[name][mode] = {"pq": pq["PQ"], "pq_th": pq["PQ_th"], "pq_st": pq["PQ_st"],
                                "miou": sem["mIoU"], "mask_ap": seg["AP"],
-                               **split_miou(per_class_iou(log))}
+                               **split_miou(per_class_iou(sem))}
         res[name]["checkpoint"] = os.path.join(out, "panoptic", name, "model_final.pth")
     return res
 
@@ -161,23 +160,22 @@ def stage_panoptic(out: str, env: dict, towers: dict, toy: str, size: dict, quic
 def stage_semantic(out: str, env: dict, towers: dict, toy: str, size: dict, quick: bool) -> dict:
     """Train the CAT-Seg head on each tower (in parallel); mIoU / mAcc on the validation split."""
     iters = size["semantic_iters"]
-    runs = {}
+    jobs = []
     for name, tower in towers.items():
         out_dir = os.path.join(out, "semantic", name)
         shutil.rmtree(out_dir, ignore_errors=True)
-        runs[name] = (["--config-file", SEMANTIC_CONFIG, f'model.clip.pretrained="{tower}"',
-                       f'model.vocabulary.text_encoder.pretrained="{toy}"',
-                       'model.vocabulary.text_encoder.cache_dir='
-                       f'"{os.path.join(out, "text_embeddings")}"',
-                       *_schedule_opts(iters, size["semantic_batch"], quick),
-                       f'train.output_dir="{out_dir}"'],
-                      os.path.join(out, "semantic", f"{name}.log"))
-    logs = mp._train_net_parallel(runs, env)
+        jobs.append(TrainNetJob(name, [
+            "--config-file", SEMANTIC_CONFIG, f'model.clip.pretrained="{tower}"',
+            f'model.vocabulary.text_encoder.pretrained="{toy}"',
+            f'model.vocabulary.text_encoder.cache_dir="{os.path.join(out, "text_embeddings")}"',
+            *_schedule_opts(iters, size["semantic_batch"], quick),
+            f'train.output_dir="{out_dir}"'],
+            output_dir=out_dir, log_file=os.path.join(out, "semantic", f"{name}.log")))
     res = {}
-    for name, log in logs.items():
-        sem = parse_copypaste(log, "sem_seg")
+    for name, job in run_jobs(jobs, env=env, parallel=len(jobs), threads=1, log=_log).items():
+        sem = job.results["sem_seg"]
         res[name] = {"miou": sem["mIoU"], "macc": sem["mACC"], "pacc": sem["pACC"],
-                     **split_miou(per_class_iou(log)),
+                     **split_miou(per_class_iou(sem)),
                      "checkpoint": os.path.join(out, "semantic", name, "model_final.pth")}
     return res
 

@@ -16,8 +16,7 @@ import torch
 from PIL import Image
 
 from clipself.data.clip_transforms import resize_longest_pad
-from clipself.distill.meta_arch import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
-from clipself.modeling import CLIPViT
+from clipself.modeling.backbone import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD, CLIPViT
 from clipself.utils.visualize import kmeans_map, side_by_side
 
 

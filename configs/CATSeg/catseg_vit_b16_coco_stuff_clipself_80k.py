@@ -6,7 +6,7 @@ import torch
 
 from detectron2.config import LazyCall as L
 
-from clipself.catseg import catseg_param_groups
+from clipself.modeling.catseg import catseg_param_groups
 
 from ..common.data.semseg import dataloader
 from ..common.models.catseg import model

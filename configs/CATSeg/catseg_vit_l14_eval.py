@@ -1,7 +1,7 @@
-# Evaluation protocol of CAT-Seg (spec §2.5) for the ViT-L/14-336 model: sliding-window inference,
-# 1 x 1 class-aggregation pooling (the aggregator's test setting), the class list of the test set.
-# configs/CATSeg/eval/ has one config per benchmark; or switch the dataset here (no retraining;
-# the vocabulary follows the dataset):
+# Evaluation protocol of CAT-Seg (docs/segmentation.md §10) for the ViT-L/14-336 model:
+# sliding-window inference, 1 x 1 class-aggregation pooling (the aggregator's test setting), the
+# class list of the test set. configs/CATSeg/eval/ has one config per benchmark; or switch the
+# dataset here (no retraining; the vocabulary follows the dataset):
 #   python train_net.py --config-file configs/CATSeg/catseg_vit_l14_eval.py --eval-only \
 #       train.init_checkpoint=output/CATSeg/catseg_vit_l14_coco_stuff_clipself_80k/model_final.pth \
 #       dataloader.test.dataset.names=<name>

@@ -1,5 +1,5 @@
-# CLIPSelf on EVA02-CLIP-B/16, COCO train2017 image patches (spec §2.5): 8 GPUs x 2 images,
-# 6 epochs, AdamW lr 1e-5 wd 0.1, 1000 warm-up iterations + cosine, fp16 AMP, alpha 0.7.
+# CLIPSelf on EVA02-CLIP-B/16, COCO train2017 image patches (docs/distillation.md §6): 8 GPUs x 2
+# images, 6 epochs, AdamW lr 1e-5 wd 0.1, 1000 warm-up iterations + cosine, fp16 AMP, alpha 0.7.
 from ..common.data.clipself import dataloader
 from ..common.models.clipself import model
 from ..common.optim import AdamW as optimizer

@@ -1,5 +1,6 @@
-# CLIPSelf on EVA02-CLIP-B/16 with region proposals (spec §2.3): the 20 shuffled proposals per
-# image from coco/annotations/coco_proposals.json; teacher crops are the boxes enlarged 1.5x.
+# CLIPSelf on EVA02-CLIP-B/16 with region proposals (docs/distillation.md §3): the 20 shuffled
+# proposals per image from coco/annotations/coco_proposals.json; teacher crops are the boxes
+# enlarged 1.5x.
 from .clipself_eva02_b16_coco_patches_6ep import dataloader, lr_multiplier, model, optimizer, train
 
 dataloader.train.dataset.names = "coco_2017_train_clipself_proposals"

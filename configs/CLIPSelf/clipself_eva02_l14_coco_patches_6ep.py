@@ -1,5 +1,5 @@
 # CLIPSelf on EVA02-CLIP-L/14-336, COCO patches: input 896 (64 x 64 tokens), crops 336, all 24
-# blocks trained, alpha 0.95 (spec §2.5).
+# blocks trained, alpha 0.95 (docs/distillation.md §6).
 from .clipself_eva02_b16_coco_patches_6ep import dataloader, lr_multiplier, model, optimizer, train
 
 model.student.model_name = "EVA02-L-14-336"

@@ -7,7 +7,7 @@ from detectron2.evaluation import LVISEvaluator
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads import MaskRCNNConvUpsampleHead
 
-from clipself.fvit import FloatStrideROIPooler
+from clipself.modeling.fvit import FloatStrideROIPooler
 
 from ..common.data.fvit import set_image_size
 from ..common.schedules import warmup_multistep

@@ -16,7 +16,7 @@ dataloader.train.num_workers = 2
 dataloader.test.dataset.names = "synth_panoptic_val"
 dataloader.test.mapper.mask_size = 16  # 128 / 8
 dataloader.test.num_workers = 2
-dataloader.evaluator.text_embeddings.classifier.templates = "single"  # "a photo of a {}."
+dataloader.evaluator.vocabulary.text_encoder.templates = "single"  # "a photo of a {}."
 
 # 300 iters * 16 images = 2.4 epochs of a 2000-image world
 train.max_iter = 300

@@ -42,7 +42,6 @@ text = model.vocabulary.text_encoder
 text.model_name = "ToyCLIP-ViT-P8"
 text.pretrained = "./output/demo/toy_clip/toy_clip.pt"  # the original toy text tower
 text.cache_dir = "./output/demo/text_embeddings"
-model.thing_ids.dataset_name = "synth_panoptic_val"
 model.square_pad = IMAGE_SIZE
 
 dataloader.train.dataset.names = "synth_panoptic_train"

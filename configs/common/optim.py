@@ -5,8 +5,8 @@ from detectron2.config import LazyCall as L
 
 from clipself.solver import build_param_groups
 
-# CLIPSelf (spec §2.5): AdamW, no weight decay for params with ndim < 2 or names containing
-# bn / ln / bias / logit_scale (open_clip's rule).
+# CLIPSelf (docs/distillation.md §6): AdamW, no weight decay for params with ndim < 2 or names
+# containing bn / ln / bias / logit_scale (open_clip's rule).
 AdamW = L(torch.optim.AdamW)(
     params=L(build_param_groups)(weight_decay="${..weight_decay}"),
     lr=1e-5,
@@ -15,7 +15,7 @@ AdamW = L(torch.optim.AdamW)(
     weight_decay=0.1,
 )
 
-# F-ViT (spec §4.6): AdamW with weight decay on every parameter.
+# F-ViT (docs/fvit.md §8): AdamW with weight decay on every parameter.
 AdamW_all_decay = L(torch.optim.AdamW)(
     params=L(build_param_groups)(
         weight_decay="${..weight_decay}", no_decay_keywords=[], no_decay_ndim_below=0

@@ -12,7 +12,7 @@ from detectron2.solver import WarmupParamScheduler
 
 def warmup_cosine(max_iter, warmup_iters, warmup_factor=0.001):
     """Linear warm-up over `warmup_iters`, then cosine from 1 to 0 over the remaining iterations
-    (CLIPSelf, spec §2.5: lr*(step+1)/warmup, then cosine to 0)."""
+    (CLIPSelf, docs/distillation.md §6: lr*(step+1)/warmup, then cosine to 0)."""
     return L(WarmupParamScheduler)(
         scheduler=L(CosineParamScheduler)(start_value=1.0, end_value=0.0),
         warmup_length=warmup_iters / max_iter,
@@ -23,7 +23,8 @@ def warmup_cosine(max_iter, warmup_iters, warmup_factor=0.001):
 
 
 def warmup_multistep(max_iter, milestones, warmup_iters, warmup_factor=0.001, gamma=0.1):
-    """Linear warm-up, then the LR is multiplied by `gamma` at each milestone (F-ViT, spec §4.6)."""
+    """Linear warm-up, then the LR is multiplied by `gamma` at each milestone (F-ViT, docs/fvit.md
+    §8)."""
     values = [gamma**i for i in range(len(milestones) + 1)]
     return L(WarmupParamScheduler)(
         scheduler=L(MultiStepParamScheduler)(

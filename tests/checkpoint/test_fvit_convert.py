@@ -147,7 +147,7 @@ def _check_mapping(out, sd, expected):
 # ---------------------------------------------------------------- the two released variants
 def test_coco_variant():
     sd, expected, _ = _fvit_mmdet(lvis=False)
-    out, rep = convert_fvit_state_dict(sd, EVA)
+    out, rep = convert_fvit_state_dict(sd, CLIPViT(EVA))
     _check_mapping(out, sd, expected)
     assert torch.equal(out["backbone.fpn_lateral3.norm.running_mean"],
                        sd["neck.lateral_convs.1.bn.running_mean"])
@@ -175,7 +175,7 @@ def test_coco_variant():
 def test_lvis_variant():
     sd, expected, _ = _fvit_mmdet(lvis=True, seed=1)
     assert "rpn_head.rpn_conv.0.conv.bias" not in sd
-    out, rep = convert_fvit_state_dict(sd, EVA)
+    out, rep = convert_fvit_state_dict(sd, CLIPViT(EVA))
     _check_mapping(out, sd, expected)
     assert torch.equal(out["proposal_generator.rpn_head.conv.conv0.norm.running_var"],
                        sd["rpn_head.rpn_conv.0.bn.running_var"])
@@ -190,7 +190,7 @@ def test_lvis_variant():
 
 def test_visual_round_trip():
     sd, _, tower = _fvit_mmdet()
-    out, _ = convert_fvit_state_dict(sd, EVA)
+    out, _ = convert_fvit_state_dict(sd, CLIPViT(EVA))
     n = len(FVIT_CLIP_PREFIX)
     converted = CLIPViT(EVA).eval()
     converted.load_state_dict({k[n:]: v for k, v in out.items() if k.startswith(FVIT_CLIP_PREFIX)})
@@ -213,7 +213,7 @@ def test_unknown_and_missing_keys():
     sd.update(extra)
     del sd["roi_head.bbox_head.fc_reg.bias"]
     del sd["neck.fpn_convs.2.bn.running_var"]
-    out, rep = convert_fvit_state_dict(sd, EVA)
+    out, rep = convert_fvit_state_dict(sd, CLIPViT(EVA))
     assert sorted(rep.unknown) == sorted(extra)
     assert sorted(rep.missing) == ["backbone.fpn_output4.norm.running_var",
                                    "roi_heads.box_predictor.bbox_pred.bias"]
@@ -224,7 +224,7 @@ def test_unknown_and_missing_keys():
     assert "backbone.visual.blocks.0.attn.extra" in text
     # a missing visual weight is a missing target key of the tower
     del sd["backbone.visual.blocks.1.mlp.w3.weight"]
-    _, rep = convert_fvit_state_dict(sd, EVA)
+    _, rep = convert_fvit_state_dict(sd, CLIPViT(EVA))
     assert FVIT_CLIP_PREFIX + "visual.trunk.blocks.1.mlp.fc2.weight" in rep.missing
 
 
@@ -233,7 +233,7 @@ def test_temperature_shapes(shape):
     sd, _, _ = _fvit_mmdet(temperature_shape=shape)
     sd["roi_head.bbox_head.detect_temperature"] = sd[
         "roi_head.bbox_head.detect_temperature"].double() * 0.9
-    out, rep = convert_fvit_state_dict(sd, EVA)
+    out, rep = convert_fvit_state_dict(sd, CLIPViT(EVA))
     t = out["roi_heads.box_predictor.temperature"]
     assert t.shape == () and t.dtype == torch.float32 and t.item() == pytest.approx(45.0)
     assert any("detect_temperature" in n for n in rep.notes) == (len(shape) > 0)
@@ -242,7 +242,7 @@ def test_temperature_shapes(shape):
 def test_temperature_with_several_values_fails():
     sd, _, _ = _fvit_mmdet(temperature_shape=(2,))
     with pytest.raises(ValueError, match="detect_temperature"):
-        convert_fvit_state_dict(sd, EVA)
+        convert_fvit_state_dict(sd, CLIPViT(EVA))
 
 
 def test_single_rpn_conv_and_groups():
@@ -250,7 +250,7 @@ def test_single_rpn_conv_and_groups():
     for n in ("weight", "bias"):
         sd[f"rpn_head.rpn_conv.{n}"] = sd.pop(f"rpn_head.rpn_conv.0.conv.{n}")
         del sd[f"rpn_head.rpn_conv.1.conv.{n}"]
-    out, rep = convert_fvit_state_dict(sd, EVA)
+    out, rep = convert_fvit_state_dict(sd, CLIPViT(EVA))
     assert torch.equal(out["proposal_generator.rpn_head.conv.weight"],
                        sd["rpn_head.rpn_conv.weight"])
     assert rep.ok and rep.mapped["rpn"] == 6
@@ -266,11 +266,12 @@ def test_model_name_inference_and_errors():
     sd, _, _ = _fvit_mmdet()
     assert is_fvit_mmdet_state_dict(sd)
     with pytest.raises(ValueError, match="visual width 64"):
-        convert_fvit_state_dict(sd)
+        infer_fvit_model_name(sd)
     with pytest.raises(ValueError, match="not an F-ViT"):
-        convert_fvit_state_dict({k: v for k, v in sd.items() if k.startswith("backbone.")}, EVA)
+        convert_fvit_state_dict({k: v for k, v in sd.items() if k.startswith("backbone.")},
+                                CLIPViT(EVA))
     # the whole checkpoint dict is accepted too
-    _, rep = convert_fvit_state_dict({"meta": {}, "state_dict": sd}, EVA)
+    _, rep = convert_fvit_state_dict({"meta": {}, "state_dict": sd}, CLIPViT(EVA))
     assert rep.ok
 
 
@@ -384,7 +385,7 @@ def test_converted_state_dict_loads_into_the_fvit_model(lvis):
         from detectron2.layers import ShapeSpec
         from detectron2.modeling.roi_heads import MaskRCNNConvUpsampleHead
 
-        from clipself.fvit import FloatStrideROIPooler
+        from clipself.modeling.fvit import FloatStrideROIPooler
 
         heads.mask_in_features = ["p2", "p3", "p4", "p5"]
         heads.mask_pooler = FloatStrideROIPooler(output_size=14, strides=[2, 4, 8, 16])
@@ -393,7 +394,7 @@ def test_converted_state_dict_loads_into_the_fvit_model(lvis):
             conv_dims=[F] * 5, conv_norm="BN")
     model = instantiate(cfg)
     sd, _, _ = _fvit_mmdet(lvis=lvis)
-    out, rep = convert_fvit_state_dict(sd, EVA)
+    out, rep = convert_fvit_state_dict(sd, CLIPViT(EVA))
     assert rep.ok
     result = model.load_state_dict(out, strict=False)
     assert not result.missing_keys and not result.unexpected_keys, result

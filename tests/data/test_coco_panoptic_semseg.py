@@ -31,6 +31,7 @@ def _fabricate(root):
     for image_id, (ids, segments) in maps.items():
         name = f"{image_id:012d}"
         Image.fromarray(id2rgb(ids)).save(os.path.join(pan_dir, name + ".png"))
+        Image.new("RGB", (4, 2)).save(os.path.join(root, "coco", "val2017", name + ".jpg"))
         images.append({"id": image_id, "file_name": name + ".jpg", "height": 2, "width": 4})
         anns.append({"image_id": image_id, "file_name": name + ".png", "segments_info": [
             {"id": s, "category_id": c, "iscrowd": 0, "area": 1, "bbox": [0, 0, 1, 1]}
@@ -86,3 +87,20 @@ def test_prepare_and_register(tmp_path):
         [(7, 0, True), (300, 80, False), (70000, 16, True)]
     assert [(s["category_id"], s["isthing"]) for s in records[1]["segments_info"]] == \
         [(132, False)]
+
+
+def test_unknown_category_names_the_file(tmp_path):
+    root = str(tmp_path)
+    _fabricate(root)
+    path = os.path.join(root, "coco", "annotations", "panoptic_val2017.json")
+    with open(path) as f:
+        data = json.load(f)
+    data["annotations"][0]["segments_info"][0]["category_id"] = 9999
+    with open(path, "w") as f:
+        json.dump(data, f)
+    os.makedirs(os.path.join(root, "coco", "panoptic_semseg_val2017"))
+    prefix = unique("test_coco_pan_bad")
+    register_coco_panoptic_with_sem_seg(root, prefix=prefix)
+    with pytest.raises(KeyError) as err:
+        DatasetCatalog.get(f"{prefix}_val_panoptic_with_sem_seg")
+    assert "panoptic_val2017.json" in str(err.value) and "category_id=9999" in str(err.value)

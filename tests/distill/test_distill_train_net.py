@@ -110,7 +110,7 @@ def test_region_evaluation_gathers_over_two_processes(world, tmp_path):
     """Two gloo processes each see half the images; the gathered result equals one process."""
     import open_clip
 
-    from clipself.modeling.clip_vit import register_project_model_configs
+    from clipself.modeling.backbone.clip_vit import register_project_model_configs
 
     register_project_model_configs()
     torch.manual_seed(0)

@@ -83,7 +83,8 @@ def test_gradients_reach_only_trainable_parameters_and_teacher_is_fixed():
     assert all(not p.requires_grad for p in model.teacher.parameters())
     for name, p in model.student.named_parameters():
         if p.requires_grad:
-            assert "resblocks" in name, name  # only transformer blocks train (spec §2.1)
+            # only transformer blocks train (docs/distillation.md §1)
+            assert "resblocks" in name, name
         else:
             assert p.grad is None, name
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.student.parameters())

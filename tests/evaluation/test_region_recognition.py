@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from detectron2.data import MetadataCatalog
 
 from clipself.evaluation import RegionRecognitionEvaluator, mean_class_accuracy
+from clipself.structures import Vocabulary
 
 
 def test_mean_class_accuracy_by_hand():
@@ -26,8 +27,9 @@ def _register(name, classes):
 def test_evaluator_on_hand_made_features():
     name = "_test_region_eval_4cls"
     _register(name, ["a", "b", "c", "d"])
-    text = torch.eye(4)  # class k <-> basis vector k
-    ev = RegionRecognitionEvaluator(name, text, distributed=False)
+    vocab = Vocabulary(("a", "b", "c", "d"), torch.eye(4))  # class k <-> basis vector k
+    ev = RegionRecognitionEvaluator(name, vocab, distributed=False)
+    assert ev.vocabulary is vocab and ev.class_names == ["a", "b", "c", "d"]
     ev.reset()
     # image 1: two things (classes 0, 1), one stuff (class 3)
     labels = torch.tensor([0, 1, 3])
@@ -53,10 +55,13 @@ def test_evaluator_on_hand_made_features():
     assert res["num_thing_regions"] == 3 and res["num_stuff_regions"] == 1
 
 
-def test_evaluator_rejects_mismatched_embeddings():
+def test_evaluator_rejects_another_vocabulary():
     name = "_test_region_eval_3cls"
     _register(name, ["a", "b", "c"])
-    with pytest.raises(ValueError, match="3 classes but the text embeddings have 4 rows"):
-        RegionRecognitionEvaluator(name, torch.eye(4), distributed=False)
-    with pytest.raises(ValueError, match="non-empty"):
-        RegionRecognitionEvaluator(name, torch.zeros(0, 4), distributed=False)
+    with pytest.raises(ValueError, match="has 3 classes but the vocabulary lists 4"):
+        RegionRecognitionEvaluator(name, Vocabulary(tuple("abcd"), torch.eye(4)),
+                                   distributed=False)
+    ev = RegionRecognitionEvaluator(name, Vocabulary(tuple("abc"), torch.eye(3)),
+                                    distributed=False)
+    with pytest.raises(ValueError, match="in another order"):
+        ev.set_vocabulary(Vocabulary(tuple("cba"), torch.eye(3)))

@@ -33,7 +33,7 @@ def test_resize_pos_embed_bicubic_no_antialias(lead):
     grid = flat[1:].reshape(1, 4, 5, 8).permute(0, 3, 1, 2)
     ref = F.interpolate(grid, size=(7, 3), mode="bicubic", align_corners=False, antialias=False)
     torch.testing.assert_close(out.reshape(22, 8)[1:], ref.permute(0, 2, 3, 1).reshape(21, 8))
-    # antialiasing would change the kernel even when upsampling (spec §5.1)
+    # antialiasing would change the kernel even when upsampling (docs/dense_features.md §4.1)
     up = F.interpolate(grid, size=(8, 10), mode="bicubic", align_corners=False, antialias=True)
     mine = ops.resize_abs_pos_embed(pe, (4, 5), (8, 10)).reshape(81, 8)[1:]
     assert (mine - up.permute(0, 2, 3, 1).reshape(80, 8)).abs().max() > 1e-4

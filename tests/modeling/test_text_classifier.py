@@ -16,6 +16,7 @@ from clipself.modeling import (
     format_class_name,
     get_templates,
 )
+from clipself.modeling.open_vocab import IMAGENET_TEMPLATES
 
 TEXT = {"context_length": 20, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
 CFG = {"embed_dim": 16, "text_cfg": TEXT, "vision_cfg": {
@@ -121,3 +122,31 @@ def test_dump_tool(clip_ckpt, tmp_path):
     torch.testing.assert_close(torch.stack(list(d.values())), expected)
     arr = np.load(out_npy)
     assert arr.shape == (3, 16) and arr.dtype == np.float32
+
+
+def test_embed_per_template_embeds_each_template_and_averages_synonyms():
+    torch.manual_seed(0)
+    clf = TextClassifier(CFG, templates="single")
+    templates = ["a {}.", "a photo of the {}."]
+    emb = clf.embed_per_template([["cat", "kitty"], ["dog"]], templates)
+    assert emb.shape == (2, 2, 16)
+    tower, tok = clf._tower, clf._tokenizer
+
+    def enc(text):
+        with torch.no_grad():
+            return F.normalize(tower(tok([text])).float()[0], dim=-1)
+
+    want = F.normalize(enc("a photo of the cat.") + enc("a photo of the kitty."), dim=-1)
+    torch.testing.assert_close(emb[0, 1], want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(emb[1, 0], enc("a dog."), atol=1e-5, rtol=1e-5)
+
+
+def test_template_sets():
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
+    assert len(IMAGENET_TEMPLATES) == 80 == len(set(IMAGENET_TEMPLATES))
+    assert list(IMAGENET_TEMPLATES) == [t("{}") for t in OPENAI_IMAGENET_TEMPLATES]
+    assert get_templates("catseg") == ["A photo of a {} in the scene"]
+    assert len(get_templates("vild")) == 63 and get_templates("single") == ["a photo of a {}."]
+    with pytest.raises(ValueError, match="unknown template set"):
+        get_templates("nope")

@@ -20,7 +20,7 @@ def _module():
 def test_warmup_cosine_matches_clipself_formula():
     max_iter, warmup = 1000, 100
     sched = instantiate(_module().warmup_cosine(max_iter=max_iter, warmup_iters=warmup))
-    # after warm-up: cosine from 1 to 0 over the remaining steps (spec §2.5)
+    # after warm-up: cosine from 1 to 0 over the remaining steps (docs/distillation.md §6)
     for step in (100, 300, 550, 999):
         e, es = step - warmup, max_iter - warmup
         expected = 0.5 * (1 + math.cos(math.pi * e / es))

@@ -1,5 +1,6 @@
 # Data for CLIPSelf: distillation images (COCO train2017 grid patches by default) and the
-# region-recognition evaluation on COCO panoptic val2017 (paper Table 2, spec §3).
+# region-recognition evaluation on COCO panoptic val2017 (paper Table 2, docs/region_evaluation.md
+# §1).
 from omegaconf import OmegaConf
 
 from detectron2.config import LazyCall as L
@@ -11,9 +12,9 @@ from detectron2.data import (
 
 import clipself.data  # noqa: F401  (registers the datasets)
 from clipself.data.mappers import CLIPSelfMapper, RegionEvalMapper
+from clipself.data import dataset_vocabulary
 from clipself.evaluation import RegionRecognitionEvaluator
 from clipself.modeling import TextClassifier
-from clipself.modeling.vocabulary import dataset_text_embeddings
 
 dataloader = OmegaConf.create()
 
@@ -43,13 +44,14 @@ dataloader.test = L(build_detection_test_loader)(
 )
 
 # Text embeddings of all 133 panoptic classes from the original (frozen) text tower, with the
-# 63-template ensemble (spec §3-4.8), cached on disk.
+# 63-template ensemble (docs/region_evaluation.md §1, docs/fvit.md §10), cached on disk.
 dataloader.evaluator = L(RegionRecognitionEvaluator)(
     dataset_name="${..test.dataset.names}",
-    text_embeddings=L(dataset_text_embeddings)(
+    vocabulary=L(dataset_vocabulary)(
         dataset_name="${..dataset_name}",
-        key="stuff_classes",
-        classifier=L(TextClassifier)(
+        classes="stuff_classes",
+        background=False,
+        text_encoder=L(TextClassifier)(
             model_name="${model.teacher.model_name}",
             pretrained="${model.teacher.pretrained}",
             templates="vild",

@@ -1,7 +1,7 @@
-# F-ViT detection data (spec §4.6): train = resize the long side to S * U(0.1, 2.0), random crop
-# of min(h, S) x min(w, S), horizontal flip; test = long side S. Images are padded to S x S by
-# the model (zero after ImageNet normalisation; `model.backbone.square_pad`). Defaults: OV-COCO
-# at S = 640 (B/16), evaluated with AP50 over novel / base / all classes.
+# F-ViT detection data (docs/fvit.md §8): train = resize the long side to S * U(0.1, 2.0), random
+# crop of min(h, S) x min(w, S), horizontal flip; test = long side S. Images are padded to S x S by
+# the model (zero after ImageNet normalisation; `model.backbone.square_pad`). Defaults: OV-COCO at
+# S = 640 (B/16), evaluated with AP50 over novel / base / all classes.
 from omegaconf import OmegaConf
 
 import detectron2.data.transforms as T

@@ -1,8 +1,8 @@
-# Panoptic data (SEGMENTATION spec §1.7): COCO panoptic train with LSJ (flip, ResizeScale 0.1-2.0,
+# Panoptic data (docs/segmentation.md §7): COCO panoptic train with LSJ (flip, ResizeScale 0.1-2.0,
 # crop S x S; the model pads to S x S), evaluated on COCO panoptic val with PQ
 # (COCOPanopticEvaluator), mIoU (SemSegEvaluator) and mask AP (InstanceSegEvaluator = COCOEvaluator
-# segm that also handles ADE20K's interleaved thing ids).
-# Test images: long side S, padded to a square (the ViT's grid), not ODISE's shortest-edge 1024.
+# segm that also handles ADE20K's interleaved thing ids). Test images: long side S, padded to a
+# square (the ViT's grid), not ODISE's shortest-edge 1024.
 from omegaconf import OmegaConf
 
 import detectron2.data.transforms as T

@@ -1,4 +1,4 @@
-# Semantic-segmentation data (SEGMENTATION spec §2.2): COCO-Stuff-171 training with CAT-Seg's
+# Semantic-segmentation data (docs/segmentation.md §9): COCO-Stuff-171 training with CAT-Seg's
 # augmentations (shortest edge 384, category-area-constrained 384 x 384 crop, photometric jitter,
 # flip), batch 4; test: shortest edge 640, evaluated by SemSegEvaluator (mIoU, mAcc, pAcc; the
 # VOC-21 "with background" split by VOCbEvaluator), chosen from the test dataset's metadata.

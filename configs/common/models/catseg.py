@@ -1,16 +1,18 @@
-# CAT-Seg on a CLIPSelf ViT (SEGMENTATION spec §2, paper Table 4): OpenAI CLIP ViT-B/16 refined by
-# CLIPSelf (configs/CLIPSelf/clipself_vit_b16_coco_patches_6ep.py, exported with
+# CAT-Seg on a CLIPSelf ViT (docs/segmentation.md §8, paper Table 4): OpenAI CLIP ViT-B/16
+# refined by CLIPSelf (configs/CLIPSelf/clipself_vit_b16_coco_patches_6ep.py, exported with
 # tools/export_clipself.py), images resized to 384 x 384 (24 x 24 tokens); the CLIPSelf dense map
-# (value path, full residual, spec §2.4) -> cosine cost against 80-template class embeddings of the
-# original text tower -> 2 x [spatial (Swin, window 12) + class (linear attention)] aggregation ->
-# upsampling decoder guided by blocks 3 and 7 -> per-class logits; sigmoid BCE. The tower's
-# attention projections and positional embedding train at LR x 0.01 (the paper's CAT-Seg version).
-# Guidance comes from the CLIP tower's own blocks (CAT-Seg's later design), not from an extra
-# ResNet/Swin backbone as in the version the paper used (spec §2.3).
+# (value path, full residual, docs/segmentation.md §12) -> cosine cost against 80-template class
+# embeddings of the original text tower -> 2 x [spatial (Swin, window 12) + class (linear
+# attention)] aggregation -> upsampling decoder guided by blocks 3 and 7 -> per-class logits;
+# sigmoid BCE. The tower's attention projections and positional embedding train at LR x 0.01 (the
+# paper's CAT-Seg version). Guidance comes from the CLIP tower's own blocks (CAT-Seg's later
+# design), not from an extra ResNet/Swin backbone as in the version the paper used
+# (docs/segmentation.md §11).
 from detectron2.config import LazyCall as L
 
-from clipself.catseg import Aggregator, CATSeg, UpsamplingDecoder, semseg_vocabulary
+from clipself.data import dataset_vocabulary
 from clipself.modeling import CLIPViT, TextClassifier
+from clipself.modeling.catseg import Aggregator, CATSeg, UpsamplingDecoder
 
 WIDTH = 768  # ViT width (guidance block channels)
 EMBED = 512  # CLIP embedding dim
@@ -44,8 +46,11 @@ model = L(CATSeg)(
         guidance_up_channels=(256, 128),
         guidance_dims=(32, 16),
     ),
-    vocabulary=L(semseg_vocabulary)(
+    # one embedding per class and prompt template (the cost volume's channels)
+    vocabulary=L(dataset_vocabulary)(
         dataset_name="coco_2017_train_stuff_sem_seg",
+        classes="stuff_classes",
+        per_template=True,
         text_encoder=L(TextClassifier)(
             model_name="ViT-B-16",
             pretrained="openai",  # the original text tower (CLIPSelf refines the image tower)
@@ -53,9 +58,13 @@ model = L(CATSeg)(
         ),
         templates="imagenet",
     ),
-    # the classes segmented in eval mode follow the test dataset
-    test_vocabulary=L(semseg_vocabulary)(
+    # the classes segmented in eval mode follow the test dataset; seen = those matching a
+    # training class by synonym
+    test_vocabulary=L(dataset_vocabulary)(
         dataset_name="${...dataloader.test.dataset.names}",
+        classes="stuff_classes",
+        per_template=True,
+        seen_dataset="${..vocabulary.dataset_name}",
         text_encoder="${..vocabulary.text_encoder}",
         templates="${..vocabulary.templates}",
     ),

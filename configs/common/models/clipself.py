@@ -1,7 +1,7 @@
-# CLIPSelf self-distillation (spec §2.1): student = trainable CLIP ViT (all blocks unlocked;
-# patch embedding, positional embedding, class token, final norm and head frozen), teacher = a
-# frozen copy of the same weights. Defaults: EVA02-CLIP-B/16 (open_clip tag of the authors' base
-# weights EVA02_CLIP_B_psz16_s8B; or pretrained="/path/EVA02_CLIP_B_psz16_s8B.pt").
+# CLIPSelf self-distillation (docs/distillation.md §1): student = trainable CLIP ViT (all blocks
+# unlocked; patch embedding, positional embedding, class token, final norm and head frozen),
+# teacher = a frozen copy of the same weights. Defaults: EVA02-CLIP-B/16 (open_clip tag of the
+# authors' base weights EVA02_CLIP_B_psz16_s8B; or pretrained="/path/EVA02_CLIP_B_psz16_s8B.pt").
 from detectron2.config import LazyCall as L
 
 from clipself.distill import CLIPSelf
@@ -19,6 +19,6 @@ model = L(CLIPSelf)(
         pretrained="${..student.pretrained}",
         freeze="all",
     ),
-    alpha=0.7,  # saved/evaluated weights = 0.7 * student + 0.3 * teacher (spec §2.6)
+    alpha=0.7,  # saved/evaluated weights = 0.7 * student + 0.3 * teacher (docs/distillation.md §7)
     loss_weight=1.0,
 )

@@ -1,6 +1,7 @@
-# F-ViT (spec §4): frozen EVA02-CLIP-B/16 taps [3, 5, 7, 11] -> upsample adapters -> FPN (P2-P6)
-# -> RPN (2 convs) -> 4conv+2fc box head -> open-vocabulary cosine predictor with the CLIP-score
-# ensemble at test. Defaults = OV-COCO B/16; variants change the tower, taps, strides, vocabulary.
+# F-ViT (docs/fvit.md §1): frozen EVA02-CLIP-B/16 taps [3, 5, 7, 11] -> upsample adapters ->
+# FPN (P2-P6) -> RPN (2 convs) -> 4conv+2fc box head -> open-vocabulary cosine predictor with the
+# CLIP-score ensemble at test. Defaults = OV-COCO B/16; variants change the tower, taps, strides,
+# vocabulary.
 from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
@@ -10,17 +11,15 @@ from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.proposal_generator import RPN
 from detectron2.modeling.roi_heads import FastRCNNConvFCHead
 
-from clipself.fvit import (
+from clipself.data import dataset_vocabulary
+from clipself.modeling import CLIPViT, FViTBackbone, FViTFPN, TextClassifier
+from clipself.modeling.fvit import (
     FloatStrideROIPooler,
     FViT,
-    FViTBackbone,
-    FViTFPN,
     FViTROIHeads,
     NormRPNHead,
     OpenVocabOutputLayers,
-    build_vocabulary,
 )
-from clipself.modeling import CLIPViT, TextClassifier
 
 IMAGE_SIZE = 640  # train = test square size (OV-COCO B/16)
 PATCH = 16
@@ -58,7 +57,7 @@ model = L(FViT)(
         box2box_transform=L(Box2BoxTransform)(weights=[1.0, 1.0, 1.0, 1.0]),
         batch_size_per_image=256,
         positive_fraction=0.5,
-        pre_nms_topk=(2000, 2000),  # per level (spec §4.3)
+        pre_nms_topk=(2000, 2000),  # per level (docs/fvit.md §4)
         post_nms_topk=(1000, 1000),
         nms_thresh=0.7,
         box_reg_loss_type="smooth_l1",
@@ -84,9 +83,9 @@ model = L(FViT)(
         box_predictor=L(OpenVocabOutputLayers)(
             input_shape=ShapeSpec(channels=512),  # = box_head.fc_dims[-1]
             box2box_transform=L(Box2BoxTransform)(weights=(10, 10, 5, 5)),
-            vocabulary=L(build_vocabulary)(
+            vocabulary=L(dataset_vocabulary)(
                 dataset_name="ov_coco_val",  # 65 classes; base/novel from its metadata
-                embeddings=None,  # or the authors' embeddings .pt (spec §4.8)
+                embeddings=None,  # or the authors' embeddings .pt (docs/fvit.md §10)
                 text_encoder=L(TextClassifier)(
                     model_name="EVA02-B-16",  # the original (frozen) text tower
                     pretrained="merged2b_s8b_b131k",  # open_clip tag = EVA02_CLIP_B_psz16_s8B
@@ -104,7 +103,7 @@ model = L(FViT)(
         clip_stride=PATCH,
         train_on_pred_boxes=False,
     ),
-    pixel_mean=[123.675, 116.28, 103.53],  # ImageNet statistics, not CLIP's (spec §4.6)
+    pixel_mean=[123.675, 116.28, 103.53],  # ImageNet statistics, not CLIP's (docs/fvit.md §8)
     pixel_std=[58.395, 57.12, 57.375],
     input_format="RGB",
 )

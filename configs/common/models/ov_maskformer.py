@@ -1,4 +1,4 @@
-# Open-vocabulary Mask2Former on a frozen CLIPSelf ViT (SEGMENTATION spec §1.8): the F-ViT simple
+# Open-vocabulary Mask2Former on a frozen CLIPSelf ViT (docs/segmentation.md §2): the F-ViT simple
 # pyramid (taps [3, 5, 7, 11] of EVA02-CLIP-B/16) -> 6-layer deformable pixel decoder ->
 # 9-layer masked-attention decoder (100 queries) with the ODISE label-model class head against
 # CLIP text embeddings -> at test the CLIP score of the same ViT's dense map, mask-pooled, and the
@@ -6,18 +6,16 @@
 from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec
 
-from clipself.fvit import FViTBackbone
-from clipself.modeling import CLIPViT, TextClassifier
-from clipself.panoptic import (
+from clipself.data import dataset_vocabulary
+from clipself.modeling import CLIPViT, FViTBackbone, TextClassifier
+from clipself.modeling.panoptic import (
     HungarianMatcher,
     MSDeformAttnPixelDecoder,
     MultiScaleMaskedTransformerDecoder,
     OpenVocabClassHead,
     OVMaskFormer,
     SetCriterion,
-    dataset_thing_ids,
     make_weight_dict,
-    panoptic_vocabulary,
 )
 
 WIDTH = 768  # ViT width (res2..res5 channels)
@@ -74,8 +72,13 @@ model = L(OVMaskFormer)(
         oversample_ratio=3.0,
         importance_sample_ratio=0.75,
     ),
-    vocabulary=L(panoptic_vocabulary)(
+    # every panoptic class (things first), embedded from its cleaned synonyms; thing ids and the
+    # seen classes (all, unless seen_dataset names the training set) from the metadata
+    vocabulary=L(dataset_vocabulary)(
         dataset_name="coco_2017_val_panoptic_with_sem_seg",
+        classes="stuff_classes",
+        clean_names=True,
+        seen_dataset=None,
         text_encoder=L(TextClassifier)(
             model_name="EVA02-B-16",
             pretrained="merged2b_s8b_b131k",  # the original text tower
@@ -83,7 +86,6 @@ model = L(OVMaskFormer)(
             cache_dir="./output/text_embeddings",
         ),
     ),
-    thing_ids=L(dataset_thing_ids)(dataset_name="coco_2017_val_panoptic_with_sem_seg"),
     clip_temperature=100.0,
     ensemble_mode="ensemble",
     alpha=0.35,
@@ -115,12 +117,11 @@ def set_clip_tower(
 
 def set_test_dataset(model, dataloader, *, dataset_name, train_dataset):
     """Evaluate on another panoptic dataset with its own class names (no retraining): the test
-    split, the vocabulary (seen = classes matching the training set's by synonym, spec §1.5) and
-    the thing ids follow `dataset_name`."""
+    split and the vocabulary (classes and thing ids; seen = the classes matching the training
+    set's by synonym, docs/segmentation.md) follow `dataset_name`."""
     from detectron2.data import MetadataCatalog
 
     dataloader.test.dataset.names = dataset_name
     model.vocabulary.dataset_name = dataset_name
     model.vocabulary.seen_dataset = train_dataset
-    model.thing_ids.dataset_name = dataset_name
     model.criterion.num_classes = len(MetadataCatalog.get(dataset_name).stuff_classes)

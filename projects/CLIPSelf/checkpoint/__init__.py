@@ -1,12 +1,13 @@
-"""Checkpoint converters: CLIP/CLIPSelf visual towers (EVA-CLIP <-> open_clip/timm) and the
-authors' F-ViT mmdet detectors (-> Detectron2)."""
+"""Checkpoint layouts: pure state-dict mapping between the authors' released CLIPSelf / EVA-CLIP
+and F-ViT (mmdetection) files and this project's models. Nothing here builds a model: loaders
+take the target module, and ``clipself.engine.convert`` drives file conversions."""
 from .clip_convert import (
     LoadReport,
-    convert_clip_checkpoint,
     detect_visual_layout,
     eva_clip_to_timm,
     export_clipself_checkpoint,
     load_visual_weights,
+    non_visual_state,
     read_checkpoint,
     split_visual_state_dict,
     timm_to_eva_clip,
@@ -16,10 +17,11 @@ from .clip_convert import (
 from .fvit_convert import (
     FVIT_CLIP_PREFIX,
     FViTConvertReport,
-    convert_fvit_checkpoint,
+    check_fvit_state_dict,
     convert_fvit_state_dict,
     fvit_key_groups,
     infer_fvit_model_name,
     is_fvit_mmdet_state_dict,
     read_mmdet_checkpoint,
+    save_fvit_checkpoint,
 )

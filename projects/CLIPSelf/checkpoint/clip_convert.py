@@ -1,4 +1,4 @@
-"""Load and convert CLIP visual-tower checkpoints (spec §5.1).
+"""Load and convert CLIP visual-tower checkpoints (docs/checkpoints.md §2).
 
 Layouts understood (after unwrapping ``{"state_dict"|"model"|"module": ...}`` and a ``module.``
 prefix, and after selecting the visual keys under ``visual.`` or ``backbone.visual.``):
@@ -21,6 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
+from safetensors.torch import load_file
+from timm.layers import build_rotary_pos_embed, resample_abs_pos_embed
+from timm.layers.pos_embed_sincos import freq_bands
+from timm.models.eva import checkpoint_filter_fn
 
 __all__ = [
     "LoadReport",
@@ -33,7 +37,7 @@ __all__ = [
     "visual_to_clipself_state_dict",
     "load_visual_weights",
     "export_clipself_checkpoint",
-    "convert_clip_checkpoint",
+    "non_visual_state",
 ]
 
 logger = logging.getLogger(__name__)
@@ -102,8 +106,6 @@ def read_checkpoint(path: str) -> Any:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     if str(path).endswith(".safetensors"):
-        from safetensors.torch import load_file
-
         return load_file(path, device="cpu")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -120,8 +122,8 @@ def read_checkpoint(path: str) -> Any:
 def unwrap_state_dict(obj: Any) -> Dict[str, torch.Tensor]:
     """The flat state dict inside a training checkpoint.
 
-    Descends into ``state_dict``/``model``/``module`` entries (spec §5.1: the authors' loaders
-    accept any of them) and strips a ``module.`` (DDP) prefix.
+    Descends into ``state_dict``/``model``/``module`` entries (docs/checkpoints.md §2: the authors'
+    loaders accept any of them) and strips a ``module.`` (DDP) prefix.
 
     Args:
         obj: a state dict or a checkpoint dict.
@@ -184,7 +186,7 @@ def detect_visual_layout(vsd: Mapping[str, torch.Tensor]) -> str:
 
 
 def eva_clip_to_timm(vsd: Mapping[str, torch.Tensor], trunk: torch.nn.Module) -> Dict[str, Any]:
-    """Convert the authors' EVA-CLIP visual keys to timm ``Eva`` keys (spec §5.1).
+    """Convert the authors' EVA-CLIP visual keys to timm ``Eva`` keys (docs/checkpoints.md §2).
 
     Uses ``timm.models.eva.checkpoint_filter_fn`` (drops RoPE buffers; ``q_bias``/``v_bias`` ->
     ``q_proj.bias``/``v_proj.bias``; ``w1/w2/w3/ffn_ln`` -> ``fc1_g/fc1_x/fc2/norm``;
@@ -196,8 +198,6 @@ def eva_clip_to_timm(vsd: Mapping[str, torch.Tensor], trunk: torch.nn.Module) ->
     Returns:
         dict: timm-layout state dict for ``trunk``.
     """
-    from timm.models.eva import checkpoint_filter_fn
-
     return checkpoint_filter_fn(dict(vsd), trunk, interpolation="bicubic", antialias=False)
 
 
@@ -248,22 +248,24 @@ def _is_eva(visual: torch.nn.Module) -> bool:
 
 
 def _native_rope_table(trunk) -> Optional[torch.Tensor]:
-    from clipself.modeling.dense_ops import build_rope_table
-
+    """(N0, 2*head_dim) ``[sin | cos]`` RoPE table of a timm Eva trunk at its pretraining grid
+    (timm's ``build_rotary_pos_embed`` with the trunk's own settings)."""
     rope = getattr(trunk, "rope", None)
     if rope is None:
         return None
-    return build_rope_table(
-        trunk.patch_embed.grid_size, rope.dim, ref_grid=rope.ref_feat_shape,
-        temperature=float(rope.temperature), grid_offset=float(rope.grid_offset),
+    sin, cos = build_rotary_pos_embed(
+        list(trunk.patch_embed.grid_size),
+        bands=freq_bands(rope.dim // 4, float(rope.temperature), step=1), in_pixels=False,
+        ref_feat_shape=rope.ref_feat_shape, grid_offset=float(rope.grid_offset),
     )
+    return torch.cat([sin, cos], dim=-1)
 
 
 def visual_to_clipself_state_dict(visual: torch.nn.Module) -> Dict[str, torch.Tensor]:
     """State dict of an open_clip visual tower in the authors' CLIPSelf layout (``visual.*``).
 
-    EVA towers (timm trunk) are written in the EVA-CLIP layout of spec §5.1 (with RoPE buffers);
-    OpenAI-style towers keep open_clip's names (what the authors' code uses for them).
+    EVA towers (timm trunk) are written in the EVA-CLIP layout of docs/checkpoints.md §2 (with RoPE
+    buffers); OpenAI-style towers keep open_clip's names (what the authors' code uses for them).
 
     Args:
         visual (nn.Module): ``CLIPViT.visual`` or an open_clip ``model.visual``.
@@ -286,8 +288,6 @@ def visual_to_clipself_state_dict(visual: torch.nn.Module) -> Dict[str, torch.Te
 
 def _resize_pos_if_needed(visual, sd: Dict[str, torch.Tensor], report: LoadReport) -> None:
     """Resample a positional embedding stored for another grid (bicubic, no antialias)."""
-    from clipself.modeling.dense_ops import resize_abs_pos_embed
-
     if _is_eva(visual):
         key, param = "trunk.pos_embed", visual.trunk.pos_embed
         dst = visual.trunk.patch_embed.grid_size
@@ -302,7 +302,11 @@ def _resize_pos_if_needed(visual, sd: Dict[str, torch.Tensor], report: LoadRepor
     side = int(round(n_src ** 0.5))
     if side * side != n_src:
         raise ValueError(f"{key}: cannot infer the grid of {n_src} stored positions")
-    sd[key] = resize_abs_pos_embed(sd[key], (side, side), dst, prefix).reshape(param.shape)
+    stored = sd[key] if sd[key].dim() == 3 else sd[key][None]  # timm wants (1, N, C)
+    sd[key] = resample_abs_pos_embed(
+        stored, new_size=list(dst), old_size=[side, side], num_prefix_tokens=prefix,
+        antialias=False,
+    ).reshape(param.shape)
     report.resized.append(key)
 
 
@@ -370,7 +374,8 @@ def export_clipself_checkpoint(
     name: str = "",
     epoch: int = 0,
 ) -> Dict[str, Any]:
-    """A checkpoint in the authors' CLIPSelf format ``{"epoch", "name", "state_dict"}`` (§5.1).
+    """A checkpoint in the authors' CLIPSelf format ``{"epoch", "name", "state_dict"}``
+    (docs/checkpoints.md §2).
 
     Args:
         visual (nn.Module): the visual tower (``CLIPViT.visual``).
@@ -390,56 +395,9 @@ def export_clipself_checkpoint(
     return ckpt
 
 
-def _non_visual_state(sd: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Text tower, logit scale and other non-visual keys of a full CLIP state dict."""
+def non_visual_state(sd: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Text tower, logit scale and other non-visual keys of a full CLIP state dict (empty for a
+    bare visual state dict)."""
     if not any(k.startswith(_VISUAL_PREFIXES) for k in sd):
         return {}  # a bare visual state dict: nothing else to carry over
     return {k: v for k, v in sd.items() if k.split(".")[0] in _TEXT_ROOTS}
-
-
-def convert_clip_checkpoint(
-    src: str,
-    dst: str,
-    model_name: Union[str, Mapping] = "EVA02-B-16",
-    to: str = "open_clip",
-    include_text: bool = True,
-    strict: bool = True,
-) -> LoadReport:
-    """Convert a CLIP/CLIPSelf checkpoint between the authors' and open_clip's layouts.
-
-    The visual tower is loaded into a :class:`~clipself.modeling.CLIPViT` of ``model_name``
-    (any supported input layout, see :func:`load_visual_weights`) and written back out:
-
-    - ``to="open_clip"``: a flat open_clip state dict (``visual.trunk.*`` for EVA), loadable by
-      ``CLIPViT(pretrained=dst)`` and, with the text keys, by ``open_clip.create_model``;
-    - ``to="clipself"``: the authors' ``{"epoch", "name", "state_dict"}`` with EVA-CLIP keys.
-
-    Non-visual keys (``text.*``, ``logit_scale``) are copied verbatim when ``include_text``.
-
-    Args:
-        src (str): input checkpoint. dst (str): output file.
-        model_name (str or dict): the open_clip model config of the checkpoint.
-        to (str): "open_clip" or "clipself".
-        include_text (bool): carry over the non-visual keys.
-        strict (bool): fail on missing or unexpected visual keys.
-    Returns:
-        LoadReport: the report of loading ``src``.
-    """
-    from clipself.modeling.clip_vit import CLIPViT
-
-    sd = unwrap_state_dict(read_checkpoint(src))
-    model = CLIPViT(model_name, pretrained=sd, strict_load=strict)
-    report = model.load_report
-    report.source = src
-    extra = _non_visual_state(sd) if include_text else {}
-    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-    if to == "open_clip":
-        out = {"visual." + k: v for k, v in model.visual.state_dict().items()}
-        out.update(extra)
-        torch.save(out, dst)
-    elif to == "clipself":
-        export_clipself_checkpoint(model.visual, dst, extra_state=extra, name=model.model_name)
-    else:
-        raise ValueError(f"to={to!r}; use 'open_clip' or 'clipself'")
-    logger.info("wrote %s (%s layout)", dst, to)
-    return report

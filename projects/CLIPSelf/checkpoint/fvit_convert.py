@@ -1,4 +1,5 @@
-"""Convert the authors' F-ViT detector checkpoints (mmdetection ``.pth``) to Detectron2 (spec §5.2).
+"""Convert the authors' F-ViT detector checkpoints (mmdetection ``.pth``) to Detectron2
+(docs/checkpoints.md §6).
 
 The released detectors are saved as ``{"meta", "state_dict", "optimizer"}``; ``state_dict`` holds
 the frozen CLIP visual tower too, so one file gives the whole Detectron2 F-ViT state dict.
@@ -12,7 +13,7 @@ running_var, num_batches_tracked``, all carried over.
 =============================================  ===============================================
 mmdet (source)                                 Detectron2 F-ViT (target)
 =============================================  ===============================================
-backbone.visual.* (EVA-CLIP layout, §5.1)      BB.clip.visual.* (``CLIPViT`` state dict)
+backbone.visual.* (EVA-CLIP layout)            BB.clip.visual.* (``CLIPViT`` state dict)
 backbone.interpolate1.{0,1,3}.*                BB.interpolate1.{0,1,3}.* (ConvT, BN, ConvT)
 backbone.interpolate2.0.*                      BB.interpolate2.0.* (ConvT)
 neck.lateral_convs.{i}.conv.weight, .bn.*      backbone.fpn_lateral{i+2}.weight, .norm.*
@@ -40,24 +41,29 @@ Any other key is reported as unknown (``report.unknown``), never dropped silentl
 F-ViT model needs but the checkpoint lacks are listed in ``report.missing``.
 
 The visual tower goes through :func:`~clipself.checkpoint.clip_convert.load_visual_weights`
-into a ``CLIPViT`` of ``model_name`` (inferred from the width for the authors' EVA towers:
-768 -> ``EVA02-B-16``, 1024 -> ``EVA02-L-14-336``), whose ``state_dict`` is then prefixed.
+into the CLIP tower the caller builds (a ``CLIPViT`` of the checkpoint's model, which
+:func:`infer_fvit_model_name` names from the width for the authors' EVA towers: 768 ->
+``EVA02-B-16``, 1024 -> ``EVA02-L-14-336``), whose ``state_dict`` is then prefixed. This module
+builds no model: ``clipself.engine.convert_fvit_checkpoint`` does, for files.
 """
 import logging
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+import numpy as np
 import torch
+from torch import nn
 
 from .clip_convert import LoadReport, load_visual_weights, read_checkpoint, unwrap_state_dict
 
 __all__ = [
     "FViTConvertReport",
     "FVIT_CLIP_PREFIX",
+    "check_fvit_state_dict",
     "convert_fvit_state_dict",
-    "convert_fvit_checkpoint",
+    "save_fvit_checkpoint",
     "fvit_key_groups",
     "infer_fvit_model_name",
     "is_fvit_mmdet_state_dict",
@@ -317,39 +323,39 @@ def _source_visual_name(key: str, sd: Mapping[str, Any]) -> str:
     return f"{_MMDET_VISUAL}{bare} (tower key {key})"
 
 
-def convert_fvit_state_dict(
-    sd: Mapping[str, torch.Tensor],
-    model_name: Optional[Union[str, Mapping]] = None,
-) -> Tuple[Dict[str, torch.Tensor], FViTConvertReport]:
-    """Convert an F-ViT mmdet state dict to the Detectron2 F-ViT keys (table in the module doc).
-
-    Args:
-        sd (dict): the mmdet ``state_dict`` (a whole checkpoint dict is unwrapped too).
-        model_name (str or dict): open_clip config of the CLIP tower (name, ``.json`` file or
-            dict, see ``resolve_model_config``); None infers it from the visual width.
-    Returns:
-        tuple: (Detectron2 state dict, :class:`FViTConvertReport`). Non-visual tensors are the
-        input tensors (not copied), except ``temperature``.
-    """
-    from clipself.modeling.clip_vit import CLIPViT
-
+def check_fvit_state_dict(sd: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
+    """The flat state dict of an F-ViT mmdet checkpoint; ``ValueError`` if it is none."""
     sd = unwrap_state_dict(sd)
     if not is_fvit_mmdet_state_dict(sd):
         raise ValueError(
             "not an F-ViT mmdet state dict: expected backbone.visual.* and neck./rpn_head./"
             "roi_head. keys"
         )
+    return sd
+
+
+def convert_fvit_state_dict(
+    sd: Mapping[str, torch.Tensor], clip: nn.Module
+) -> Tuple[Dict[str, torch.Tensor], FViTConvertReport]:
+    """Convert an F-ViT mmdet state dict to the Detectron2 F-ViT keys (table in the module doc).
+
+    Args:
+        sd (dict): the mmdet ``state_dict`` (a whole checkpoint dict is unwrapped too).
+        clip (nn.Module): the F-ViT's CLIP tower (a ``clipself.modeling.CLIPViT`` of the
+            checkpoint's model, see :func:`infer_fvit_model_name`): the visual weights are
+            loaded into its ``visual`` and its whole ``state_dict`` is written; it is modified.
+    Returns:
+        tuple: (Detectron2 state dict, :class:`FViTConvertReport`). Non-visual tensors are the
+        input tensors (not copied), except ``temperature``.
+    """
+    sd = check_fvit_state_dict(sd)
     report = FViTConvertReport()
     report.has_mask_head = any(k.startswith("roi_head.mask_head.") for k in sd)
     report.rpn_norm = any(re.fullmatch(r"rpn_head\.rpn_conv\.\d+\.(bn|gn)\..+", k) for k in sd)
-    if model_name is None:
-        model_name = infer_fvit_model_name(sd)
-        report.model_name_inferred = True
 
     # the CLIP tower, through the project's loader
     visual_sd = {k: v for k, v in sd.items() if k.startswith(_MMDET_VISUAL)}
-    clip = CLIPViT(model_name)
-    report.model_name = clip.model_name
+    report.model_name = str(getattr(clip, "model_name", ""))
     vrep = load_visual_weights(clip.visual, visual_sd, strict=False)
     vrep.source = _MMDET_VISUAL + "*"
     report.visual = vrep
@@ -414,8 +420,6 @@ def read_mmdet_checkpoint(path: str) -> Any:
     try:
         return read_checkpoint(path)
     except RuntimeError as err:
-        import numpy as np
-
         try:
             from numpy._core.multiarray import scalar
         except ImportError:  # numpy < 2
@@ -430,42 +434,19 @@ def read_mmdet_checkpoint(path: str) -> Any:
             raise err
 
 
-def convert_fvit_checkpoint(
-    input_path: str,
-    output_path: str,
-    model_name: Optional[Union[str, Mapping]] = None,
+def save_fvit_checkpoint(
+    out: Mapping[str, torch.Tensor], report: FViTConvertReport, output_path: str,
     save_embeddings: Optional[str] = None,
-    strict: bool = True,
-) -> FViTConvertReport:
-    """Convert the authors' F-ViT ``.pth`` into a Detectron2 checkpoint.
-
-    Writes ``{"model": state_dict, "__author__": ..., "matching_heuristics": False}``, loadable
-    by ``DetectionCheckpointer(model).load(output_path)``.
-
-    Args:
-        input_path (str): mmdet checkpoint ``{"meta", "state_dict", "optimizer"}``.
-        output_path (str): Detectron2 checkpoint to write.
-        model_name (str or dict): CLIP model config; None infers it (see
-            :func:`infer_fvit_model_name`).
-        save_embeddings (str): also ``torch.save`` ``roi_head.bbox_head.all_embeddings`` (as
-            stored, a tensor) to this file.
-        strict (bool): raise ``RuntimeError`` (with the report) when keys an F-ViT model needs
-            are missing. Unknown keys never fail the conversion; they are reported.
-    Returns:
-        FViTConvertReport: the report (also logged).
-    """
-    obj = read_mmdet_checkpoint(input_path)
-    out, report = convert_fvit_state_dict(unwrap_state_dict(obj), model_name)
-    report.source = input_path
-    if report.missing and strict:
-        raise RuntimeError(
-            f"{report}\nthe checkpoint lacks keys of an F-ViT model; strict=False writes it anyway"
-        )
+) -> None:
+    """Write a converted F-ViT as the Detectron2 checkpoint
+    ``{"model": state_dict, "__author__": ..., "matching_heuristics": False}`` (loadable by
+    ``DetectionCheckpointer(model).load``) and, optionally, the authors' stored class embeddings
+    (``roi_head.bbox_head.all_embeddings``, a tensor) to ``save_embeddings``."""
     if save_embeddings and report.embeddings is None:
-        raise ValueError(f"{input_path} has no {_EMBEDDINGS_KEY} to save")
+        raise ValueError(f"{report.source} has no {_EMBEDDINGS_KEY} to save")
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
     ckpt = {
-        "model": out,
+        "model": dict(out),
         "__author__": "CLIPSelf F-ViT (mmdet), converted by clipself.checkpoint.fvit_convert",
         "matching_heuristics": False,
     }
@@ -474,4 +455,3 @@ def convert_fvit_checkpoint(
         os.makedirs(os.path.dirname(os.path.abspath(save_embeddings)), exist_ok=True)
         torch.save(report.embeddings.detach().clone(), save_embeddings)
     logger.info("wrote %s\n%s", output_path, report)
-    return report

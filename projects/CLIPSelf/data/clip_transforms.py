@@ -1,4 +1,5 @@
-"""Image pipeline of CLIPSelf (spec §2.2-2.4): the student's padded square and teacher crops.
+"""Image pipeline of CLIPSelf (docs/distillation.md §2-§5): the student's padded square and teacher
+crops.
 
 * Student image: bicubic resize so that the longest side is ``size``, then pad right/bottom with
   black to ``size x size`` (the boxes keep their coordinates up to the resize factor).
@@ -40,6 +41,9 @@ def resize_longest_pad(image: Image.Image, size: int) -> Tuple[torch.Tensor, flo
 
 def letterbox(image: Image.Image, size: int) -> torch.Tensor:
     """Teacher crop: longest side -> ``size`` (bicubic, aspect kept), centred on black.
+
+    Own version: open_clip 3.x has no resize-and-pad transform, and its ``ResizeKeepRatio``
+    (``longest=1``) rounds a thin crop's short side to 0 px and fails; here it keeps >= 1 px.
 
     Returns:
         Tensor (3, size, size) uint8.

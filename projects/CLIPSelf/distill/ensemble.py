@@ -1,4 +1,4 @@
-"""Weight ensembling (spec §2.6): ``alpha * student + (1 - alpha) * teacher``."""
+"""Weight ensembling (docs/distillation.md §7): ``alpha * student + (1 - alpha) * teacher``."""
 from typing import Dict
 
 import torch

@@ -1,4 +1,5 @@
-"""Export a CLIPSelf training checkpoint as a CLIP checkpoint (spec §2.6, §5.1).
+"""Export a CLIPSelf training checkpoint as a CLIP checkpoint (docs/distillation.md §7,
+docs/checkpoints.md §2).
 
 ``model_final.pth`` of a CLIPSelf run holds ``student.*`` and ``teacher.*``. The export is
 ``alpha * student + (1 - alpha) * teacher`` for the visual tower, in the authors' CLIPSelf format

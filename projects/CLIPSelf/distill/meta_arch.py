@@ -1,4 +1,5 @@
-"""The CLIPSelf meta-architecture (spec §2.1): a trainable student, a frozen teacher, cosine loss.
+"""The CLIPSelf meta-architecture (docs/distillation.md §1): a trainable student, a frozen teacher,
+cosine loss.
 
 Shape shorthand: B images, R regions (all images), S student input side, C teacher crop side,
 D embedding dim, h x w the dense map.
@@ -11,13 +12,11 @@ import torch.nn.functional as F
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
-from ..modeling import CLIPViT, pool_boxes, pool_masks
+from ..modeling.backbone.clip_vit import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD, CLIPViT
+from ..modeling.dense_ops import pool_boxes, pool_masks
+from .ensemble import ensemble_state_dicts
 
 __all__ = ["CLIPSelf", "cosine_distillation_loss"]
-
-#: OpenAI CLIP normalisation, in 0-255 pixel units (spec §2.4)
-CLIP_PIXEL_MEAN = (0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255)
-CLIP_PIXEL_STD = (0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255)
 
 
 def cosine_distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -44,7 +43,8 @@ class CLIPSelf(nn.Module):
 
     Inference (records from :class:`RegionEvalMapper`): returns, per image, the L2-normalised
     region features ``{"boxes": (R, D), "masks": (R, D), "crops": (R, D)}`` of the *evaluated*
-    model: ``alpha * student + (1 - alpha) * teacher`` (spec §2.6; ``alpha=1`` is the student).
+    model: ``alpha * student + (1 - alpha) * teacher`` (docs/distillation.md §7; ``alpha=1`` is the
+    student).
 
     Args:
         student (CLIPViT): the model being refined (freezing set by its own options).
@@ -115,8 +115,6 @@ class CLIPSelf(nn.Module):
         if self.alpha == 1.0:
             return self.student
         if "evaluated" not in self._cache:
-            from .ensemble import ensemble_state_dicts
-
             model = copy.deepcopy(self.student).eval().requires_grad_(False)
             model.load_state_dict(
                 ensemble_state_dicts(
@@ -125,6 +123,34 @@ class CLIPSelf(nn.Module):
             )
             self._cache["evaluated"] = model
         return self._cache["evaluated"]
+
+    @torch.no_grad()
+    def dense_features(self, images: List[torch.Tensor]) -> torch.Tensor:
+        """Dense map of the evaluated model.
+
+        Args:
+            images (list[Tensor]): B uint8 (3, S, S) images (the mapper's padded squares).
+        Returns:
+            Tensor: (B, D, S/p, S/p) float32, L2-normalised per location.
+        """
+        return self.evaluated_model().dense_features(self._normalize(images))
+
+    @torch.no_grad()
+    def region_features(self, images: List[torch.Tensor], boxes: List[torch.Tensor]
+                        ) -> List[torch.Tensor]:
+        """RoI features of boxes on the evaluated model's dense map, L2-normalised.
+
+        Args:
+            images (list[Tensor]): B uint8 (3, S, S) images.
+            boxes (list[Tensor]): B entries of (R_i, 4) xyxy boxes in pixels of those images.
+        Returns:
+            list[Tensor]: B entries of (R_i, D).
+        """
+        dense = self.dense_features(images)  # (B, D, h, w)
+        stride = images[0].shape[-1] / dense.shape[-1]
+        boxes = [b.to(self.device).float() for b in boxes]
+        feats = F.normalize(pool_boxes(dense, boxes, stride), dim=-1)  # (R, D)
+        return list(feats.split([len(b) for b in boxes]))
 
     @torch.no_grad()
     def inference(self, batched_inputs: List[Dict]) -> List[Dict[str, torch.Tensor]]:

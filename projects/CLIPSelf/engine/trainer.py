@@ -37,6 +37,9 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
 class Trainer(SimpleTrainer):
     """``SimpleTrainer`` with mixed precision, gradient clipping and ``model.after_train_step``.
 
+    Own trainer, not Detectron2's ``AMPTrainer``: that one asserts CUDA and uses
+    ``torch.cuda.amp.autocast``, so bf16 training on a CPU (the miniature paper) cannot run.
+
     Args:
         model, data_loader, optimizer: as for ``SimpleTrainer``.
         amp_enabled (bool): run the forward pass under ``torch.autocast``.

@@ -1,4 +1,5 @@
-"""Region-recognition evaluation (paper Table 2, spec §3): top-1 / top-5 mean class accuracy.
+"""Region-recognition evaluation (paper Table 2, docs/region_evaluation.md §1): top-1 / top-5 mean
+class accuracy.
 
 Region features (boxes, masks, crops) of every image are classified against the text embeddings
 of all classes; accuracy is computed per class and averaged over the classes present, separately
@@ -7,16 +8,16 @@ for things and stuff.
 import itertools
 import logging
 from collections import OrderedDict
-from typing import Dict, Optional, Union
+from typing import Dict, Optional
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
-__all__ = ["RegionRecognitionEvaluator", "mean_class_accuracy", "load_embeddings"]
+from ..structures import Vocabulary, cosine_logits
+
+__all__ = ["RegionRecognitionEvaluator", "mean_class_accuracy"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,63 +56,52 @@ def mean_class_accuracy(
     )
     present = count > 0
     per_class = correct[present] / count[present]
-    # The authors cast the per-class means to fp16 before averaging (spec §3): we keep fp64.
+    # The authors cast the per-class means to fp16 before averaging (docs/region_evaluation.md §5):
+    # we keep fp64.
     return float(per_class.mean() * 100)
 
 
-def load_embeddings(source: Union[str, torch.Tensor, np.ndarray]) -> torch.Tensor:
-    """Text embeddings (K, D) from a tensor, a ``.npy`` file, or a ``.pt`` file (a tensor or the
-    authors' ``{name: vector}`` dict, in insertion order); L2-normalised."""
-    if isinstance(source, str):
-        if source.endswith(".npy"):
-            source = torch.from_numpy(np.load(source))
-        else:
-            obj = torch.load(source, map_location="cpu", weights_only=True)
-            source = torch.stack(list(obj.values())) if isinstance(obj, dict) else obj
-    source = torch.as_tensor(source).float()
-    if source.ndim != 2 or source.shape[0] == 0:
-        raise ValueError(f"text embeddings must be a non-empty (K, D) matrix, got {source.shape}")
-    return F.normalize(source, dim=-1)
-
-
 class RegionRecognitionEvaluator(DatasetEvaluator):
-    """Classify region features with text embeddings; report mean class accuracy.
+    """Classify region features with a vocabulary; report mean class accuracy.
 
     Inputs come from :class:`clipself.data.mappers.RegionEvalMapper` (``labels``, ``isthing``),
     outputs from :class:`clipself.distill.CLIPSelf` in eval mode (``boxes``, ``masks``,
-    ``crops`` features, L2-normalised). Works under multiple processes (results are gathered).
+    ``crops`` features). Works under multiple processes (results are gathered).
 
     Args:
         dataset_name (str): a registered panoptic dataset (its ``stuff_classes`` = all classes).
-        text_embeddings (Tensor, str or callable): (K, D) class embeddings in the dataset's
-            contiguous order, a file (see :func:`load_embeddings`), or a callable returning one.
+        vocabulary (Vocabulary): its classes in the dataset's contiguous order (e.g.
+            ``clipself.data.dataset_vocabulary(dataset_name, classes="stuff_classes", ...)``).
         distributed (bool): gather results from all processes.
     """
 
-    def __init__(
-        self,
-        dataset_name: str,
-        text_embeddings,
-        *,
-        distributed: bool = True,
-    ):
+    def __init__(self, dataset_name: str, vocabulary: Vocabulary, *, distributed: bool = True):
+        self._dataset_name = dataset_name
         self._metadata = MetadataCatalog.get(dataset_name)
-        self._class_names = list(self._metadata.stuff_classes)
-        if callable(text_embeddings):
-            text_embeddings = text_embeddings()
-        self._text = load_embeddings(text_embeddings)
-        if self._text.shape[0] != len(self._class_names):
-            raise ValueError(
-                f"{dataset_name} has {len(self._class_names)} classes but the text embeddings "
-                f"have {self._text.shape[0]} rows"
-            )
         self._distributed = distributed
+        self.set_vocabulary(vocabulary)
         self.reset()
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        return self._vocabulary
+
+    def set_vocabulary(self, vocabulary: Vocabulary) -> None:
+        """Classify against ``vocabulary``: the dataset's classes, in its contiguous order."""
+        names = list(self._metadata.stuff_classes)
+        if list(vocabulary.class_names) != names:
+            raise ValueError(
+                f"{self._dataset_name} has {len(names)} classes but the vocabulary lists "
+                f"{vocabulary.num_classes} others (or in another order); build it from the "
+                "dataset's stuff_classes"
+            )
+        self._vocabulary = vocabulary
+        self._text = vocabulary.class_embeddings.float()  # (K, D)
 
     @property
     def class_names(self):
         """The K class names, in the order of the text embeddings."""
-        return self._class_names
+        return list(self._vocabulary.class_names)
 
     @property
     def text_embeddings(self) -> torch.Tensor:
@@ -125,8 +115,7 @@ class RegionRecognitionEvaluator(DatasetEvaluator):
         for inp, out in zip(inputs, outputs):
             row = {"labels": inp["labels"].cpu(), "isthing": inp["isthing"].cpu()}
             for kind in ("boxes", "masks", "crops"):
-                feats = out[kind].float().cpu()  # (R, D)
-                logits = feats @ self._text.T  # (R, K)
+                logits = cosine_logits(out[kind].float().cpu(), self._text)  # (R, K)
                 row[kind] = logits.topk(min(5, logits.shape[1]), dim=1).indices
             self._rows.append(row)
 
@@ -143,7 +132,7 @@ class RegionRecognitionEvaluator(DatasetEvaluator):
         labels = torch.cat([r["labels"] for r in rows])
         isthing = torch.cat([r["isthing"] for r in rows])
         topk = {kind: torch.cat([r[kind] for r in rows]) for kind in ("boxes", "masks", "crops")}
-        num_classes = len(self._class_names)
+        num_classes = self._vocabulary.num_classes
         res = OrderedDict()
         for name, kind, subset in REPORTED:
             sel = isthing if subset == "thing" else ~isthing

@@ -1,13 +1,28 @@
-"""Models: the CLIP ViT backbone with CLIPSelf dense features, pooling ops, text classifiers."""
-from .clip_vit import FREEZE_MODES, CLIPViT, build_visual_tower, resolve_model_config
+"""Everything that is a model (Mask2Former / ODISE layout): the CLIP towers (``backbone``), the
+open-vocabulary pieces (``open_vocab``), the pure dense-feature formulas (``dense_ops``) and the
+three heads (``fvit``, ``panoptic``, ``catseg``). Models know no datasets: vocabularies come in
+through ``set_vocabulary``."""
+from .backbone import (
+    FREEZE_MODES,
+    CLIPViT,
+    FViTBackbone,
+    FViTFPN,
+    build_visual_tower,
+    resolve_model_config,
+)
+from .catseg import CATSeg
 from .dense_ops import LAST_BLOCK_MODES, pool_boxes, pool_masks
-from .templates import SINGLE_TEMPLATES, VILD_TEMPLATES, get_templates
-from .text_classifier import (
+from .fvit import FViT
+from .open_vocab import (
+    SINGLE_TEMPLATES,
+    VILD_TEMPLATES,
     TextClassifier,
     build_text_tower,
     class_prompts,
     encode_class_names,
     format_class_name,
+    get_templates,
     load_text_weights,
     save_text_embeddings,
 )
+from .panoptic import OVMaskFormer

@@ -1,4 +1,4 @@
-"""Pure tensor functions behind CLIPSelf dense features (spec §1.2-§1.5, LANDSCAPE §2).
+"""Pure tensor functions behind CLIPSelf dense features (docs/dense_features.md §2-§6, §7).
 
 Shape shorthand in this module:
     B: images, h/w: token grid (rows/cols), N: tokens (incl. the class token when noted),
@@ -14,6 +14,8 @@ from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from timm.layers import apply_rot_embed_cat, build_rotary_pos_embed, resample_abs_pos_embed
+from timm.layers.pos_embed_sincos import freq_bands
 
 __all__ = [
     "LAST_BLOCK_MODES",
@@ -25,16 +27,16 @@ __all__ = [
     "attend",
     "mode_attention",
     "gaussian_neighbour_bias",
-    "clip_boxes",
+    "clip_boxes_min_size",
     "pool_boxes",
     "pool_boxes_reference",
     "pool_masks",
 ]
 
-#: Last-block attention modes. "v": value path, no token mixing (CLIPSelf/MaskCLIP, spec §1.2);
-#: "vanilla": softmax(q k^T) v; "qq"/"kk"/"vv": softmax(x x^T) v with x = q, k or v
-#: (ClearCLIP/NACLIP-style); "csa": softmax(q q^T) v + softmax(k k^T) v (SCLIP);
-#: "all": softmax of the mean of the q-q, k-k and v-v logits (LANDSCAPE §2).
+#: Last-block attention modes. "v": value path, no token mixing (CLIPSelf/MaskCLIP,
+#: docs/dense_features.md §2); "vanilla": softmax(q k^T) v; "qq"/"kk"/"vv": softmax(x x^T) v with x
+#: = q, k or v (ClearCLIP/NACLIP-style); "csa": softmax(q q^T) v + softmax(k k^T) v (SCLIP);
+#: "all": softmax of the mean of the q-q, k-k and v-v logits (docs/dense_features.md §7).
 LAST_BLOCK_MODES = ("v", "vanilla", "qq", "kk", "vv", "csa", "all")
 
 
@@ -68,12 +70,13 @@ def resize_abs_pos_embed(
     dst_grid: Sequence[int],
     num_prefix_tokens: int = 1,
 ) -> torch.Tensor:
-    """Resize a learned absolute positional embedding to a new token grid (spec §1.3).
+    """Resize a learned absolute positional embedding to a new token grid (paper Sec. 3.3:
+    dense features at any input size; ``docs/dense_features.md``).
 
-    The prefix (class token) part is kept; the patch part is reshaped to ``src_grid`` and
-    resampled with ``F.interpolate(mode="bicubic", align_corners=False, antialias=False)``
-    (antialiasing changes the cubic kernel even when upsampling, spec §5.1). At the source grid
-    the input is returned unchanged.
+    ``timm.layers.resample_abs_pos_embed`` with ``antialias=False``: the prefix (class token)
+    part is kept, the patch part resampled bicubically with ``align_corners=False`` (antialiasing
+    changes the cubic kernel even when upsampling, and the released models were not trained with
+    it). At the source grid the input is returned unchanged.
 
     Args:
         pos_embed (Tensor): (..., num_prefix_tokens + h0*w0, C), e.g. (1+N0, C) for open_clip
@@ -92,21 +95,19 @@ def resize_abs_pos_embed(
         )
     if (h, w) == (h0, w0):
         return pos_embed
-    lead = pos_embed.shape[:-2]
-    C = pos_embed.shape[-1]
-    flat = pos_embed.reshape(-1, pos_embed.shape[-2], C)
-    prefix, grid = flat[:, :num_prefix_tokens], flat[:, num_prefix_tokens:]
-    # (M, h0*w0, C) -> (M, C, h0, w0)
-    grid = grid.reshape(-1, h0, w0, C).permute(0, 3, 1, 2).float()
-    grid = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False, antialias=False)
-    # (M, C, h, w) -> (M, h*w, C)
-    grid = grid.permute(0, 2, 3, 1).reshape(-1, h * w, C).to(pos_embed.dtype)
-    out = torch.cat([prefix, grid], dim=1)
+    lead, C = pos_embed.shape[:-2], pos_embed.shape[-1]
+    flat = pos_embed.reshape(-1, pos_embed.shape[-2], C)  # (M, N0, C); timm resamples one row
+    out = torch.cat([
+        resample_abs_pos_embed(row[None], new_size=[h, w], old_size=[h0, w0],
+                               num_prefix_tokens=num_prefix_tokens, antialias=False)
+        for row in flat
+    ])
     return out.reshape(*lead, num_prefix_tokens + h * w, C)
 
 
 def rope_frequencies(head_dim: int, temperature: float = 10000.0) -> torch.Tensor:
-    """EVA02 RoPE frequencies ``f_i = temperature^(-i/n)``, i = 0..n-1, n = head_dim / 4.
+    """EVA02 RoPE frequencies ``f_i = temperature^(-i/n)``, i = 0..n-1, n = head_dim / 4
+    (``timm.layers.pos_embed_sincos.freq_bands`` with step 1).
 
     Args:
         head_dim (int): attention head dim (64 for EVA02 B/L); a multiple of 4.
@@ -116,8 +117,7 @@ def rope_frequencies(head_dim: int, temperature: float = 10000.0) -> torch.Tenso
     """
     if head_dim % 4:
         raise ValueError(f"2-D RoPE needs a head dim divisible by 4, got {head_dim}")
-    n = head_dim // 4
-    return 1.0 / (temperature ** (torch.arange(n, dtype=torch.float32) / n))
+    return freq_bands(head_dim // 4, temperature, step=1)
 
 
 def build_rope_table(
@@ -128,14 +128,14 @@ def build_rope_table(
     grid_offset: float = 0.0,
     device: Optional[torch.device] = None,
 ) -> torch.Tensor:
-    """2-D rotary table of EVA02 for an (h, w) token grid, one coordinate per axis (spec §1.3).
+    """2-D rotary table of EVA02 for an (h, w) token grid, one coordinate per axis.
 
-    Row coordinates ``t_r = r / h * ref_h`` drive the first half of each head's channels and
-    column coordinates ``t_c = c / w * ref_w`` the second half, each frequency repeated
-    interleaved ``[f0, f0, f1, f1, ...]``. With a square grid n and ref 16 this is the authors'
-    ``t = arange(n) / n * 16``; for a non-square grid each axis is rescaled on its own (the
-    authors' code assumes a square grid). Equals timm's ``build_rotary_pos_embed(...,
-    in_pixels=False, ref_feat_shape=ref_grid)`` concatenated as ``[sin, cos]``.
+    ``timm.layers.build_rotary_pos_embed(..., in_pixels=False, ref_feat_shape=ref_grid)`` as
+    ``[sin | cos]``: row coordinates ``t_r = r / h * ref_h`` drive the first half of each head's
+    channels and column coordinates ``t_c = c / w * ref_w`` the second half, each frequency
+    repeated interleaved ``[f0, f0, f1, f1, ...]``. With a square grid n and ref 16 this is
+    EVA02's ``t = arange(n) / n * 16``; a non-square grid rescales each axis on its own (EVA02's
+    own code assumes a square grid). See ``docs/dense_features.md``.
 
     Args:
         grid (tuple[int, int]): (h, w) patch grid.
@@ -148,24 +148,17 @@ def build_rope_table(
     Returns:
         Tensor: (h*w, 2*head_dim) float32, ``[sin | cos]``, rows in row-major token order.
     """
-    h, w = int(grid[0]), int(grid[1])
-    freqs = rope_frequencies(head_dim, temperature).to(device)
-    t_r = torch.arange(h, dtype=torch.float32, device=device) + grid_offset
-    t_c = torch.arange(w, dtype=torch.float32, device=device) + grid_offset
-    if ref_grid is not None:
-        t_r = t_r / h * float(ref_grid[0])
-        t_c = t_c / w * float(ref_grid[1])
-    ang_r = t_r[:, None] * freqs[None]  # (h, n)
-    ang_c = t_c[:, None] * freqs[None]  # (w, n)
-    n = freqs.numel()
-    # (h, w, 2n): rows first, then columns
-    ang = torch.cat([ang_r[:, None, :].expand(h, w, n), ang_c[None, :, :].expand(h, w, n)], dim=-1)
-    ang = ang.reshape(h * w, 2 * n).repeat_interleave(2, dim=-1)  # (h*w, head_dim)
-    return torch.cat([ang.sin(), ang.cos()], dim=-1)
+    sin, cos = build_rotary_pos_embed(
+        [int(grid[0]), int(grid[1])], bands=rope_frequencies(head_dim, temperature).to(device),
+        in_pixels=False, ref_feat_shape=None if ref_grid is None else list(ref_grid),
+        grid_offset=grid_offset, device=device,
+    )
+    return torch.cat([sin, cos], dim=-1)
 
 
 def apply_rope(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved channel pairs: ``x * cos + rot(x) * sin``, rot(x0, x1) = (-x1, x0).
+    """Rotate interleaved channel pairs: ``x * cos + rot(x) * sin``, rot(x0, x1) = (-x1, x0)
+    (``timm.layers.apply_rot_embed_cat``).
 
     Args:
         x (Tensor): (..., N, d) patch tokens (no class token).
@@ -173,9 +166,7 @@ def apply_rope(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     Returns:
         Tensor: (..., N, d) in the dtype of ``x`` (computed in the promoted dtype).
     """
-    sin, cos = table.chunk(2, dim=-1)
-    rot = torch.stack([-x[..., 1::2], x[..., 0::2]], dim=-1).reshape(x.shape)
-    return (x * cos + rot * sin).to(x.dtype)
+    return apply_rot_embed_cat(x, table).to(x.dtype)
 
 
 def attend(
@@ -296,7 +287,7 @@ def _as_box_tensor(b) -> torch.Tensor:
     return t.reshape(-1, 4)
 
 
-def clip_boxes(
+def clip_boxes_min_size(
     boxes: torch.Tensor, height: float, width: float, min_size: float = 1e-2
 ) -> torch.Tensor:
     """Clip xyxy boxes to the image and give degenerate boxes a tiny positive size.
@@ -327,7 +318,7 @@ def pool_boxes(
     stride: float,
     clip: bool = True,
 ) -> torch.Tensor:
-    """Region features by RoIAlign 1x1 on a dense map (spec §1.4).
+    """Region features by RoIAlign 1x1 on a dense map (docs/dense_features.md §5).
 
     ``torchvision.ops.roi_align(dense, boxes / stride, (1, 1), spatial_scale=1, sampling_ratio=-1,
     aligned=True)``: a bilinear average over the box with an adaptive number of samples. A box
@@ -352,7 +343,7 @@ def pool_boxes(
     for i, b in enumerate(boxes):
         b = _as_box_tensor(b).to(device=dense.device, dtype=torch.float32)
         if clip:
-            b = clip_boxes(b, h * stride, w * stride)
+            b = clip_boxes_min_size(b, h * stride, w * stride)
         # to token units here (not via spatial_scale): 98 / 14 is exactly 7, 98 * (1/14) is not,
         # and RoIAlign's adaptive sample count is ceil(side)
         rois.append(torch.cat([b.new_full((b.shape[0], 1), float(i)), b / stride], dim=1))
@@ -410,7 +401,7 @@ def pool_boxes_reference(
     for i, b in enumerate(boxes):
         b = _as_box_tensor(b).float().cpu()
         if clip:
-            b = clip_boxes(b, h * stride, w * stride)
+            b = clip_boxes_min_size(b, h * stride, w * stride)
         fmap = dense[i].float()
         for x1, y1, x2, y2 in b.tolist():
             x1, y1, x2, y2 = (v / stride - 0.5 for v in (x1, y1, x2, y2))
@@ -429,14 +420,16 @@ def pool_boxes_reference(
 
 
 def pool_masks(
-    dense: torch.Tensor, masks: Sequence[torch.Tensor], eps: float = 1e-12
+    dense: torch.Tensor, masks: Union[Sequence[torch.Tensor], torch.Tensor], eps: float = 1e-12
 ) -> torch.Tensor:
-    """Mask pooling ``f = sum_t m_t feat_t / (sum_t m_t + eps)`` (spec §1.5), not re-normalised.
+    """Mask pooling ``f = sum_t m_t feat_t / (sum_t m_t + eps)``, not re-normalised: the thing
+    and stuff masks of the region evaluation, the CLIP score of predicted masks and the panoptic
+    class head's pooled mask features.
 
     Args:
         dense (Tensor): (B, D, h, w) dense map.
-        masks (list[Tensor]): B entries of (R_i, h, w) bool or float masks at the map's
-            resolution (resize masks to the token grid first).
+        masks (list[Tensor] or Tensor): B entries of (R_i, h, w) bool or float masks at the
+            map's resolution (resize masks to the token grid first), or a (B, R, h, w) tensor.
         eps (float): added to the mask area (an empty mask gives a zero vector).
     Returns:
         Tensor: (sum R_i, D) in the dtype of ``dense``.
@@ -444,6 +437,14 @@ def pool_masks(
     B, D, h, w = dense.shape
     if len(masks) != B:
         raise ValueError(f"pool_masks: got {len(masks)} mask lists for {B} images")
+    if isinstance(masks, torch.Tensor) and masks.dim() == 4:
+        if tuple(masks.shape[-2:]) != (h, w):
+            raise ValueError(f"pool_masks: masks are {tuple(masks.shape[-2:])}, the feature map "
+                             f"is {(h, w)}; resize the masks to the token grid first")
+        weights = masks.to(dense.dtype)  # (B, R, h, w): one batched contraction
+        summed = torch.einsum("brhw,bdhw->brd", weights, dense)  # (B, R, D)
+        area = weights.sum(dim=(-2, -1))[..., None]  # (B, R, 1)
+        return (summed / (area + eps)).flatten(0, 1)
     out = []
     for i, m in enumerate(masks):
         m = torch.as_tensor(m, device=dense.device)

@@ -5,7 +5,8 @@ import torch
 
 __all__ = ["build_param_groups", "is_no_decay"]
 
-#: Name fragments exempt from weight decay in CLIPSelf training (spec §2.5, open_clip's rule).
+#: Name fragments exempt from weight decay in CLIPSelf training (docs/distillation.md §6,
+#: open_clip's rule).
 CLIPSELF_NO_DECAY_KEYWORDS = ("bn", "ln", "bias", "logit_scale")
 
 
@@ -33,7 +34,7 @@ def build_param_groups(
 
     Frozen parameters (``requires_grad=False``, e.g. a distillation teacher) are left out; shared
     parameters appear once. Set ``no_decay_keywords=[]`` and ``no_decay_ndim_below=0`` for "weight
-    decay on everything" (F-ViT, spec §4.6).
+    decay on everything" (F-ViT, docs/fvit.md §8).
 
     Args:
         model (nn.Module): the model (set by train_net.py as ``cfg.optimizer.params.model``).

@@ -1,3 +1,3 @@
-from .kmeans import kmeans
-from .copypaste import parse_copypaste
+"""Small shared helpers that import nothing else of the package (a leaf)."""
 from .atomic import atomic_path
+from .kmeans import kmeans

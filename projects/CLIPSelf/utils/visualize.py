@@ -3,6 +3,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
+from detectron2.utils.colormap import colormap
 from PIL import Image, ImageDraw
 
 from .kmeans import kmeans
@@ -10,20 +11,11 @@ from .kmeans import kmeans
 __all__ = ["palette", "kmeans_map", "side_by_side"]
 
 
-def palette(n: int, seed: int = 3) -> np.ndarray:
-    """``n`` distinct RGB colours (uint8, (n, 3)), deterministic."""
-    rng = np.random.default_rng(seed)
-    hues = (np.arange(n) / max(n, 1) + rng.random()) % 1.0
-    sat, val = 0.75, 0.95
-    i = np.floor(hues * 6).astype(int) % 6
-    f = hues * 6 - np.floor(hues * 6)
-    p, q, t = val * (1 - sat), val * (1 - f * sat), val * (1 - (1 - f) * sat)
-    table = np.stack([
-        np.choose(i, [val, q, p, p, t, val]),
-        np.choose(i, [t, val, val, q, p, p]),
-        np.choose(i, [p, p, t, val, val, q]),
-    ], axis=1)
-    return (table * 255).astype(np.uint8)
+def palette(n: int) -> np.ndarray:
+    """``n`` distinct RGB colours (uint8, (n, 3)): Detectron2's colour map, repeated past its
+    length."""
+    table = colormap(rgb=True, maximum=255).astype(np.uint8)  # (74, 3)
+    return table[np.arange(n) % len(table)]
 
 
 def kmeans_map(
@@ -48,7 +40,7 @@ def kmeans_map(
     d, h, w = dense.shape
     vh, vw = valid_hw if valid_hw is not None else (h, w)
     feats = dense[:, :vh, :vw].reshape(d, -1).T  # (vh*vw, D)
-    labels, _ = kmeans(feats, k, generator=torch.Generator().manual_seed(seed))
+    labels, _ = kmeans(feats, k, seed=seed)
     colours = palette(k)
     canvas = np.zeros((h, w, 3), dtype=np.uint8)
     canvas[:vh, :vw] = colours[labels.numpy()].reshape(vh, vw, 3)

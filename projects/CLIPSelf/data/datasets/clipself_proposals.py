@@ -1,4 +1,4 @@
-"""Region proposals for CLIPSelf distillation (spec §2.3) as a Detectron2 dataset.
+"""Region proposals for CLIPSelf distillation (docs/distillation.md §3) as a Detectron2 dataset.
 
 ``coco/annotations/coco_proposals.json`` (a COCO-format file; the authors' release is identical
 to RegionCLIP's ``coco_pseudo_4764.json``; categories are ignored) over ``coco/train2017``. Its

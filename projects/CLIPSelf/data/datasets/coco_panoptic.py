@@ -1,7 +1,7 @@
 """COCO panoptic with semantic maps, Mask2Former convention (133 classes: 80 things, 53 stuff).
 
 Registered datasets: ``coco_2017_{train,val}_panoptic_with_sem_seg``. Each record has
-``file_name``, ``image_id``, ``height``, ``width``, ``pan_seg_file_name``, ``sem_seg_file_name``
+``file_name``, ``image_id``, ``pan_seg_file_name``, ``sem_seg_file_name``
 and ``segments_info`` (``id``, contiguous ``category_id`` over all 133 classes, ``isthing``,
 ``iscrowd``, ``area``, ``bbox``). The semantic maps are made by
 ``python datasets/prepare_coco_semantic_from_panoptic.py``.
@@ -10,12 +10,12 @@ Detectron2 itself registers ``coco_2017_{train,val}_panoptic``, ``..._separated`
 ``..._stuffonly``; the ``_with_sem_seg`` names do not collide with them.
 """
 import functools
-import json
 import os
 from typing import Dict
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
+from detectron2.data.datasets.coco_panoptic import load_coco_panoptic_json
 
 from .paths import require_path
 
@@ -67,6 +67,10 @@ def load_panoptic_with_sem_seg(panoptic_json: str, image_root: str, panoptic_roo
                                how_to_make_sem_seg: str) -> list:
     """Load a COCO-format panoptic json into Detectron2 dicts with semantic-map file names.
 
+    Detectron2's ``load_coco_panoptic_json`` reads the records (images are the annotation
+    names with ``.jpg``); this adds ``sem_seg_file_name`` (Mask2Former's convention) and turns
+    missing folders and unknown category ids into errors that say what to do.
+
     Args:
         panoptic_json (str): panoptic annotation json (``images``, ``annotations``).
         image_root (str): folder of the images.
@@ -83,37 +87,17 @@ def load_panoptic_with_sem_seg(panoptic_json: str, image_root: str, panoptic_roo
     for path in (panoptic_json, image_root, panoptic_root):
         require_path(path, how_to_get)
     require_path(sem_seg_root, how_to_make_sem_seg)
-    with open(panoptic_json) as f:
-        data = json.load(f)
-    images = {img["id"]: img for img in data.get("images", [])}
-
-    records = []
-    for ann in data["annotations"]:
-        image_id = ann["image_id"]
-        stem = os.path.splitext(ann["file_name"])[0]
-        img = images.get(image_id, {})
-        record = {
-            "file_name": os.path.join(image_root, img.get("file_name", stem + ".jpg")),
-            "image_id": image_id,
-            "pan_seg_file_name": os.path.join(panoptic_root, ann["file_name"]),
-            "sem_seg_file_name": os.path.join(sem_seg_root, stem + ".png"),
-        }
-        if "height" in img and "width" in img:
-            record["height"], record["width"] = img["height"], img["width"]
-        segments = []
-        for seg in ann["segments_info"]:
-            seg = dict(seg)
-            dataset_id = seg["category_id"]
-            if dataset_id in thing_map:
-                seg["category_id"], seg["isthing"] = thing_map[dataset_id], True
-            elif dataset_id in stuff_map:
-                seg["category_id"], seg["isthing"] = stuff_map[dataset_id], False
-            else:
-                raise KeyError(f"{panoptic_json}: image {image_id} has a segment of unknown "
-                               f"category_id={dataset_id}")
-            segments.append(seg)
-        record["segments_info"] = segments
-        records.append(record)
+    meta = {"thing_dataset_id_to_contiguous_id": thing_map,
+            "stuff_dataset_id_to_contiguous_id": stuff_map}
+    try:
+        records = load_coco_panoptic_json(panoptic_json, image_root, panoptic_root, meta)
+    except KeyError as e:
+        raise KeyError(
+            f"{panoptic_json}: a segment has category_id={e.args[0]}, which is in neither the "
+            f"thing nor the stuff classes of this dataset's metadata") from None
+    for record in records:
+        stem = os.path.splitext(os.path.basename(record["pan_seg_file_name"]))[0]
+        record["sem_seg_file_name"] = os.path.join(sem_seg_root, stem + ".png")
     return records
 
 

@@ -12,7 +12,18 @@ import time
 from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 from ...utils.atomic import atomic_path
+from .ade20k import (
+    ADE20K_INSTANCE_CATID_MAPPING,
+    ADE20K_INSTANCE_IMG_CAT_IDS,
+    resolve_instance_catid_mapping,
+)
 from .paths import dataset_root, require_path
+from .sem_seg_benchmarks import (
+    GET_PASCAL_CONTEXT,
+    SEM_SEG_LAYOUT,
+    read_image_list,
+    read_pascal_context_labels,
+)
 
 __all__ = [
     "load_json", "write_json", "progress", "parallel_map", "list_files", "basic_argument_parser",
@@ -107,8 +118,6 @@ def ade20k_argument_parser(description: str, instances: bool = False) -> argpars
         description (str): the script's one-line description.
         instances (bool): add ``--catid-mapping`` and ``--img-cat-ids`` (instance files).
     """
-    from .ade20k import ADE20K_INSTANCE_CATID_MAPPING, ADE20K_INSTANCE_IMG_CAT_IDS
-
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--root", default=dataset_root(),
                         help="datasets root (default: $DETECTRON2_DATASETS or ./datasets)")
@@ -126,12 +135,6 @@ def ade20k_argument_parser(description: str, instances: bool = False) -> argpars
 def ade20k_instance_mapping(args: argparse.Namespace) -> dict:
     """The ADE20K instance-class mapping named by ``--catid-mapping`` / ``--img-cat-ids`` (or
     their defaults under ``--root``); required only when given explicitly."""
-    from .ade20k import (
-        ADE20K_INSTANCE_CATID_MAPPING,
-        ADE20K_INSTANCE_IMG_CAT_IDS,
-        resolve_instance_catid_mapping,
-    )
-
     return resolve_instance_catid_mapping(
         args.catid_mapping or os.path.join(args.root, ADE20K_INSTANCE_CATID_MAPPING),
         args.img_cat_ids or os.path.join(args.root, ADE20K_INSTANCE_IMG_CAT_IDS),
@@ -170,13 +173,6 @@ def convert_pascal_context(args: argparse.Namespace, dataset_name: str, parse_la
     Returns:
         (str, object): the output folder and ``table``.
     """
-    from .sem_seg_benchmarks import (
-        GET_PASCAL_CONTEXT,
-        SEM_SEG_LAYOUT,
-        read_image_list,
-        read_pascal_context_labels,
-    )
-
     base = os.path.join(args.root, PASCAL_CONTEXT_ROOT)
     labels_file = require_path(os.path.join(base, args.labels), GET_PASCAL_CONTEXT)
     table = parse_labels(read_pascal_context_labels(labels_file))

@@ -78,6 +78,9 @@ def load_synthetic_panoptic(
 ) -> List[dict]:
     """Mask2Former-style panoptic records of one split (contiguous id = ``category_id - 1``).
 
+    Own loader, not Detectron2's ``load_coco_panoptic_json``: that one names every image
+    ``<annotation>.jpg``, and the synthetic images are PNG files.
+
     Args:
         panoptic_json (str): ``annotations/panoptic_{split}.json``.
         image_root, panoptic_root, semseg_root (str): folders of images, panoptic PNGs and
@@ -189,8 +192,9 @@ def register_synthetic(root: str, prefix: str = "synth") -> Dict[str, str]:
 
         _register(name, _load_cap, json_file=cap_json, image_root=images, **common)
 
-        # Class-agnostic region proposals for CLIPSelf (spec §2.3): the boxes of every object,
-        # novel ones included, without labels (an oracle stand-in for the authors' proposals).
+        # Class-agnostic region proposals for CLIPSelf (docs/distillation.md §3): the boxes of
+        # every object, novel ones included, without labels (an oracle stand-in for the authors'
+        # proposals).
         name = f"{prefix}_proposals_{split}"
         all_json = p[f"instances_{split}_all"]
 

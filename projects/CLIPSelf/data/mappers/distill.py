@@ -7,9 +7,10 @@ import torch
 from detectron2.data import detection_utils as utils
 from detectron2.structures import BoxMode
 from PIL import Image
+from torchvision.ops import clip_boxes_to_image
 
-from ...distill.regions import clip_boxes, sample_grid_boxes, scale_boxes, select_proposals
 from ..clip_transforms import crop_letterboxed, resize_longest_pad
+from ..regions import sample_grid_boxes, scale_boxes, select_proposals
 
 __all__ = ["CLIPSelfMapper", "read_image_checked"]
 
@@ -27,7 +28,7 @@ def read_image_checked(file_name: str) -> Image.Image:
 class CLIPSelfMapper:
     """Turn a dataset record into what :class:`clipself.distill.CLIPSelf` trains on.
 
-    Region sources (spec §2.2-2.3):
+    Region sources (docs/distillation.md §2-§3):
 
     * ``"grid"``: a random M x N grid of the image (24 choices), at most ``max_boxes`` cells;
       teacher crop = the cell itself (``crop_scale=1``).
@@ -107,7 +108,7 @@ class CLIPSelfMapper:
             for a in anns
         ]
         boxes = torch.tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
-        boxes = clip_boxes(boxes, width, height)
+        boxes = clip_boxes_to_image(boxes, (height, width))
         return select_proposals(
             boxes, width, height, max_boxes=max_boxes,
             min_size=self.min_size, max_size=self.max_size,
@@ -118,7 +119,7 @@ class CLIPSelfMapper:
         image = read_image_checked(record["file_name"])
         width, height = image.size
         regions, scales = self._regions(record, width, height)  # (R, 4) original pixels, (R,)
-        crop_boxes = clip_boxes(scale_boxes(regions, scales[:, None]), width, height)
+        crop_boxes = clip_boxes_to_image(scale_boxes(regions, scales[:, None]), (height, width))
         student, scale = resize_longest_pad(image, self.image_size)
         return {
             "file_name": record["file_name"],

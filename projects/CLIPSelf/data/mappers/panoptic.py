@@ -1,4 +1,4 @@
-"""Dataset mapper for the open-vocabulary panoptic head (spec SEGMENTATION §1.7).
+"""Dataset mapper for the open-vocabulary panoptic head (docs/segmentation.md §7).
 
 Turns a Mask2Former-style panoptic record (``file_name``, ``pan_seg_file_name``, optional
 ``sem_seg_file_name``, ``segments_info`` with contiguous ``category_id`` and ``iscrowd``) into
@@ -85,7 +85,8 @@ class PanopticMapper:
     def lsj_augmentations(
         cls, image_size: int = 1024, min_scale: float = 0.1, max_scale: float = 2.0
     ) -> List[T.Augmentation]:
-        """Large-scale jitter for training (spec §1.7): flip, ``ResizeScale``, crop (no pad).
+        """Large-scale jitter for training (docs/segmentation.md §7): flip, ``ResizeScale``, crop
+        (no pad).
 
         Args:
             image_size (int): S, the target square side.
@@ -104,7 +105,8 @@ class PanopticMapper:
 
     @classmethod
     def test_augmentations(cls, min_size: int = 1024, max_size: int = 2560) -> List[T.Augmentation]:
-        """Test-time resize (spec §1.7): ``[ResizeShortestEdge(min_size, max_size)]``."""
+        """Test-time resize (docs/segmentation.md §7): ``[ResizeShortestEdge(min_size,
+        max_size)]``."""
         return [T.ResizeShortestEdge(min_size, max_size)]
 
     def _read_sem_seg(self, file_name: str) -> np.ndarray:

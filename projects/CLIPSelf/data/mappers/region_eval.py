@@ -1,4 +1,5 @@
-"""Dataset mapper for region recognition (spec §3): panoptic segments -> regions to classify."""
+"""Dataset mapper for region recognition (docs/region_evaluation.md §1): panoptic segments ->
+regions to classify."""
 import copy
 
 import numpy as np
@@ -6,37 +7,35 @@ import torch
 import torch.nn.functional as F
 from detectron2.structures import BoxMode
 from PIL import Image
+from torchvision.ops import clip_boxes_to_image, masks_to_boxes
 
-from ...distill.regions import clip_boxes, scale_boxes
 from ..clip_transforms import crop_letterboxed, resize_longest_pad
+from ..regions import scale_boxes
 from .distill import read_image_checked
 
 __all__ = ["RegionEvalMapper", "mask_to_box", "resize_masks_longest"]
 
 
 def mask_to_box(masks: torch.Tensor) -> torch.Tensor:
-    """Tight xyxy boxes of binary masks with the *inclusive* max index (spec §3, ``mask2box``).
+    """Tight xyxy boxes of binary masks with the *inclusive* max index (docs/region_evaluation.md
+    §2).
 
     Args:
         masks (Tensor): (R, H, W) bool.
     Returns:
         Tensor (R, 4) float: ``(min x, min y, max x, max y)``; zeros for empty masks.
     """
-    rows = masks.any(dim=2)  # (R, H)
-    cols = masks.any(dim=1)  # (R, W)
-    h, w = masks.shape[-2:]
-    ar_h = torch.arange(h, device=masks.device)
-    ar_w = torch.arange(w, device=masks.device)
-    y0 = torch.where(rows, ar_h, h).min(dim=1).values
-    y1 = torch.where(rows, ar_h, -1).max(dim=1).values
-    x0 = torch.where(cols, ar_w, w).min(dim=1).values
-    x1 = torch.where(cols, ar_w, -1).max(dim=1).values
-    boxes = torch.stack([x0, y0, x1, y1], dim=1).float()
-    return torch.where(masks.flatten(1).any(1)[:, None], boxes, torch.zeros_like(boxes))
+    # torchvision's masks_to_boxes fails on an empty mask; those get zeros here
+    boxes = torch.zeros(masks.shape[0], 4, device=masks.device)
+    nonempty = masks.flatten(1).any(1)
+    if nonempty.any():
+        boxes[nonempty] = masks_to_boxes(masks[nonempty]).float()
+    return boxes
 
 
 def resize_masks_longest(masks: torch.Tensor, size: int) -> torch.Tensor:
-    """Masks to the dense-feature grid, aligned with the student image (spec §3).
+    """Masks to the dense-feature grid, aligned with the student image (docs/region_evaluation.md
+    §2).
 
     Bicubic resize of the float masks so that the longest side is ``size``, zero padding
     right/bottom to ``size x size``, then ``> 0`` (a liberal threshold, as the authors do).
@@ -135,7 +134,7 @@ class RegionEvalMapper:
         crop_boxes = torch.where(
             use_mask_box[:, None], mask_boxes, scale_boxes(thing_boxes, self.thing_crop_scale)
         )
-        crop_boxes = clip_boxes(crop_boxes, width, height)
+        crop_boxes = clip_boxes_to_image(crop_boxes, (height, width))
 
         area = (rois[:, 2] - rois[:, 0]) * (rois[:, 3] - rois[:, 1])
         keep = (area >= self.min_area) & (area <= self.max_area) & masks.flatten(1).any(1)

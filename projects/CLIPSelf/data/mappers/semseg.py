@@ -1,4 +1,4 @@
-"""Dataset mapper for semantic segmentation training (CAT-Seg, spec SEGMENTATION §2.2).
+"""Dataset mapper for semantic segmentation training (CAT-Seg, docs/segmentation.md §9).
 
 Reads ``file_name`` and ``sem_seg_file_name`` (8-bit PNG or 16-bit TIFF label maps), applies the
 augmentations to both, and returns ``image`` uint8 (3, H, W) and ``sem_seg`` int64 (H, W). Classes
@@ -54,8 +54,8 @@ class SemSegMapper:
     def catseg_augmentations(cls, image_size: int = 384, crop_size: int = 384,
                              single_category_max_area: float = 1.0, ignore_label: int = 255,
                              color: bool = True) -> List[T.Augmentation]:
-        """CAT-Seg training augmentations (spec §2.2): shortest edge ``image_size``, a category
-        area constrained crop ``crop_size``^2, photometric jitter, horizontal flip."""
+        """CAT-Seg training augmentations (docs/segmentation.md §9): shortest edge ``image_size``,
+        a category area constrained crop ``crop_size``^2, photometric jitter, horizontal flip."""
         augs = [
             T.ResizeShortestEdge(image_size, max_size=4 * image_size,
                                  sample_style="choice"),

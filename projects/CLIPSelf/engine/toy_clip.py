@@ -1,0 +1,276 @@
+"""The toy CLIP: an open_clip CLIP trained contrastively from scratch on the synthetic world.
+
+The architecture is an open_clip model config shipped with the package (``ToyCLIP-ViT-P8``: a
+ViT with patch 8 at 64 px, width 128, 4 layers; a 3-layer text transformer with open_clip's
+tokenizer, context 32). After training it is saved as a plain open_clip state dict and loaded like
+real CLIP weights: ``open_clip.create_model("ToyCLIP-ViT-P8", pretrained=path)`` or
+``CLIPViT(model_name="ToyCLIP-ViT-P8", pretrained=path)``.
+
+Training pairs are generated in memory from scenes of a dedicated split (``"clip"``), disjoint
+from the world's train/val images: whole scenes with their captions, and object crops (box
+enlarged 1.1-2x, jittered) with "a photo of a {class}."-style captions. Novel classes are
+included: like web-scale CLIP, the toy CLIP has seen every concept; only the detectors are
+trained on base classes.
+"""
+import logging
+import math
+import multiprocessing as mp
+import os
+import time
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from PIL import Image
+
+from ..data.clip_transforms import letterbox
+from ..evaluation.region_recognition import mean_class_accuracy
+from ..modeling.backbone.clip_vit import register_project_model_configs
+from ..synthetic.world import THING_CLASSES, generate_scene
+
+__all__ = [
+    "TOY_CLIP_NAME",
+    "register_toy_clip_configs",
+    "build_pretraining_pool",
+    "train_toy_clip",
+    "object_crops",
+    "zero_shot_crop_accuracy",
+    "CROP_TEMPLATES",
+]
+
+logger = logging.getLogger(__name__)
+
+TOY_CLIP_NAME = "ToyCLIP-ViT-P8"
+#: Captions of object crops during pre-training (one drawn at random per crop).
+CROP_TEMPLATES = (
+    "a photo of a {}.",
+    "a {}.",
+    "a picture of a {}.",
+    "a close-up photo of a {}.",
+    "a cropped photo of a {}.",
+    "there is a {} in the scene.",
+)
+CLIP_MEAN = torch.tensor(OPENAI_DATASET_MEAN).view(3, 1, 1) * 255
+CLIP_STD = torch.tensor(OPENAI_DATASET_STD).view(3, 1, 1) * 255
+
+
+def register_toy_clip_configs() -> None:
+    """Make the project's open_clip model configs (``ToyCLIP-*``) known to open_clip."""
+    register_project_model_configs()
+
+
+def object_crops(
+    image: Image.Image,
+    boxes_xywh: Sequence[Sequence[float]],
+    size: int,
+    rng: Optional[np.random.Generator] = None,
+    scale: Tuple[float, float] = (1.5, 1.5),
+    jitter: float = 0.0,
+) -> torch.Tensor:
+    """Letterboxed crops of boxes enlarged by a factor drawn from ``scale`` and shifted by up to
+    ``jitter`` x box size.
+
+    Returns:
+        Tensor (R, 3, size, size) uint8.
+    """
+    rng = rng or np.random.default_rng(0)
+    w_img, h_img = image.size
+    crops = []
+    for x, y, w, h in boxes_xywh:
+        s = rng.uniform(*scale)
+        cx = x + w / 2 + rng.uniform(-jitter, jitter) * w
+        cy = y + h / 2 + rng.uniform(-jitter, jitter) * h
+        half_w, half_h = w * s / 2, h * s / 2
+        x0, y0 = max(0, int(cx - half_w)), max(0, int(cy - half_h))
+        x1, y1 = min(w_img, int(math.ceil(cx + half_w))), min(h_img, int(math.ceil(cy + half_h)))
+        crops.append(letterbox(image.crop((x0, y0, max(x1, x0 + 1), max(y1, y0 + 1))), size))
+    if not crops:
+        return torch.zeros(0, 3, size, size, dtype=torch.uint8)
+    return torch.stack(crops)
+
+
+def _pool_chunk(args) -> Dict[str, list]:
+    seed, start, stop, size = args
+    images, captions, crops, labels = [], [], [], []
+    for i in range(start, stop):
+        scene = generate_scene(seed, "clip", i)
+        rng = np.random.default_rng([seed, i, 7])
+        pil = Image.fromarray(scene["image"])
+        images.append(letterbox(pil, size))
+        captions.append(scene["caption"])
+        boxes = [t["bbox"] for t in scene["things"]]
+        crops.append(object_crops(pil, boxes, size, rng, scale=(1.1, 2.0), jitter=0.1))
+        labels.extend(THING_CLASSES.index(t["name"]) for t in scene["things"])
+    return {"images": images, "captions": captions, "crops": crops, "labels": labels}
+
+
+def build_pretraining_pool(
+    num_scenes: int, *, seed: int = 0, size: int = 64, workers: int = 2
+) -> Dict[str, object]:
+    """Scenes and object crops of the ``"clip"`` split, in memory.
+
+    Returns:
+        dict: ``images`` uint8 (N, 3, size, size), ``captions`` list[str] (N), ``crops`` uint8
+        (M, 3, size, size), ``labels`` int64 (M,) thing-class indices.
+    """
+    chunk = max(1, num_scenes // (workers * 4))
+    jobs = [(seed, s, min(num_scenes, s + chunk), size) for s in range(0, num_scenes, chunk)]
+    if workers > 1:
+        # spawn, not fork: forking after torch started its thread pool can deadlock
+        with mp.get_context("spawn").Pool(workers) as pool:
+            parts = pool.map(_pool_chunk, jobs)
+    else:
+        parts = [_pool_chunk(j) for j in jobs]
+    return {
+        "images": torch.stack([im for p in parts for im in p["images"]]),
+        "captions": [c for p in parts for c in p["captions"]],
+        "crops": torch.cat([c for p in parts for c in p["crops"]]),
+        "labels": torch.tensor([lab for p in parts for lab in p["labels"]], dtype=torch.long),
+    }
+
+
+def _normalize(images_uint8: torch.Tensor) -> torch.Tensor:
+    return (images_uint8.float() - CLIP_MEAN) / CLIP_STD
+
+
+def clip_contrastive_loss(
+    image_features: torch.Tensor,
+    text_features: torch.Tensor,
+    logit_scale: torch.Tensor,
+    text_ids: torch.Tensor,
+) -> torch.Tensor:
+    """Symmetric InfoNCE where pairs with identical captions are all positives.
+
+    Args:
+        image_features, text_features (Tensor): (N, D) L2-normalised.
+        logit_scale (Tensor): scalar (already exponentiated).
+        text_ids (Tensor): (N,) caption identity (equal ids = equal captions).
+    """
+    logits = logit_scale * image_features @ text_features.T  # (N, N)
+    positives = (text_ids[:, None] == text_ids[None, :]).float()  # (N, N)
+    targets = positives / positives.sum(dim=1, keepdim=True)
+    loss_i = torch.sum(-targets * F.log_softmax(logits, dim=1), dim=1).mean()
+    loss_t = torch.sum(-targets * F.log_softmax(logits.T, dim=1), dim=1).mean()
+    return (loss_i + loss_t) / 2
+
+
+@torch.no_grad()
+def class_text_embeddings(model, tokenizer, class_names: Sequence[str]) -> torch.Tensor:
+    """(K, D) normalised embeddings of "a photo of a {name}." (the evaluation prompt)."""
+    tokens = tokenizer([f"a photo of a {c}." for c in class_names])
+    return F.normalize(model.encode_text(tokens), dim=-1)
+
+
+@torch.no_grad()
+def zero_shot_crop_accuracy(
+    model, tokenizer, crops: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> float:
+    """Mean per-class top-1 accuracy (%) of letterboxed crops against the thing classes."""
+    model.eval()
+    text = class_text_embeddings(model, tokenizer, THING_CLASSES[:num_classes])
+    feats = torch.cat(
+        [F.normalize(model.encode_image(_normalize(c)), dim=-1) for c in crops.split(256)]
+    )
+    top = (feats @ text.T).topk(5, dim=1).indices
+    return mean_class_accuracy(top, labels, 1, num_classes)
+
+
+def val_crops(seed: int, num_scenes: int, size: int = 64) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Crops (boxes x1.5, letterboxed) of every object of the world's first validation scenes."""
+    crops, labels = [], []
+    for i in range(num_scenes):
+        scene = generate_scene(seed, "val", i)
+        pil = Image.fromarray(scene["image"])
+        crops.append(object_crops(pil, [t["bbox"] for t in scene["things"]], size))
+        labels.extend(THING_CLASSES.index(t["name"]) for t in scene["things"])
+    return torch.cat(crops), torch.tensor(labels, dtype=torch.long)
+
+
+def train_toy_clip(
+    output_path: str,
+    *,
+    steps: int = 600,
+    batch_scenes: int = 32,
+    batch_crops: int = 160,
+    pool_scenes: int = 6000,
+    lr: float = 1e-3,
+    weight_decay: float = 0.1,
+    warmup: int = 50,
+    seed: int = 0,
+    eval_scenes: int = 300,
+    log=print,
+) -> Dict[str, float]:
+    """Train the toy CLIP and save its open_clip state dict to ``output_path``.
+
+    Returns:
+        dict: ``zero_shot_top1`` (%, val crops, 30 classes), ``final_loss``, ``seconds``.
+    """
+    register_toy_clip_configs()
+    torch.manual_seed(seed)
+    t_start = time.time()
+    model = open_clip.create_model(TOY_CLIP_NAME, pretrained=None)
+    tokenizer = open_clip.get_tokenizer(TOY_CLIP_NAME)
+    size = model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else 64
+
+    log(f"toy CLIP: generating {pool_scenes} pre-training scenes")
+    pool = build_pretraining_pool(pool_scenes, seed=seed, size=size)
+    templates = list(CROP_TEMPLATES)
+    scene_tokens = tokenizer(pool["captions"])  # (N, ctx)
+    crop_caption_tokens = tokenizer(
+        [t.format(c) for c in THING_CLASSES for t in templates]
+    ).view(len(THING_CLASSES), len(templates), -1)
+    log(f"toy CLIP: {len(pool['images'])} scenes, {len(pool['crops'])} crops in "
+        f"{time.time() - t_start:.1f} s")
+
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "logit_scale" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "logit_scale" in n]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0}],
+        lr=lr, betas=(0.9, 0.98), eps=1e-6,
+    )
+    g = torch.Generator().manual_seed(seed)
+    n_scenes, n_crops = len(pool["images"]), len(pool["crops"])
+    model.train()
+    t_train = time.time()
+    loss_ema = None
+    for step in range(steps):
+        lr_now = lr * (step + 1) / warmup if step < warmup else (
+            0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+        )
+        for group in opt.param_groups:
+            group["lr"] = lr_now
+        si = torch.randint(n_scenes, (batch_scenes,), generator=g)
+        ci = torch.randint(n_crops, (batch_crops,), generator=g)
+        ti = torch.randint(len(templates), (batch_crops,), generator=g)
+        crop_labels = pool["labels"][ci]
+        images = _normalize(torch.cat([pool["images"][si], pool["crops"][ci]]))
+        tokens = torch.cat([scene_tokens[si], crop_caption_tokens[crop_labels, ti]])
+        # identical captions are positives of each other (crops of one class + template)
+        text_ids = torch.cat([si + len(THING_CLASSES) * len(templates) + 1,
+                              crop_labels * len(templates) + ti])
+        image_features = model.encode_image(images, normalize=True)
+        text_features = model.encode_text(tokens, normalize=True)
+        loss = clip_contrastive_loss(
+            image_features, text_features, model.logit_scale.exp(), text_ids
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        value = loss.item()
+        loss_ema = value if loss_ema is None else 0.95 * loss_ema + 0.05 * value
+        if (step + 1) % 50 == 0 or step + 1 == steps:
+            per_step = (time.time() - t_train) / (step + 1)
+            eta = per_step * (steps - step - 1)
+            log(f"toy CLIP: step {step + 1}/{steps} loss {loss_ema:.3f} "
+                f"lr {lr_now:.2e} ({per_step:.2f} s/step, ETA {eta:.0f} s)")
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    torch.save(model.state_dict(), output_path)
+    crops, labels = val_crops(seed, eval_scenes, size)
+    acc = zero_shot_crop_accuracy(model, tokenizer, crops, labels, len(THING_CLASSES))
+    log(f"toy CLIP: zero-shot top-1 on {len(labels)} val crops (x1.5 boxes): {acc:.1f}%")
+    return {"zero_shot_top1": acc, "final_loss": loss_ema, "seconds": time.time() - t_start}
