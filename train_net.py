@@ -22,19 +22,22 @@ import logging
 import os
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import LazyConfig, instantiate
-from detectron2.engine import default_argument_parser, default_setup, default_writers, hooks, launch
+from detectron2.engine import default_argument_parser, default_setup, hooks, launch
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
+from clipself.data.resumable_loader import set_loader_position
 from clipself.engine import (
     EVAL_RESULTS_FILE,
+    Checkpointer,
     Trainer,
     apply_overrides,
     create_ddp_model,
+    default_writers,
     resolve_device,
+    unwrap_model,
     write_eval_results,
 )
 
@@ -83,7 +86,7 @@ def build_trainer(args, cfg):
     """Model, optimizer, data, hooks and checkpointer of a training run, restored per ``--resume``.
 
     Returns:
-        (Trainer, DetectionCheckpointer): the trainer's ``iter`` is the last completed iteration
+        (Trainer, Checkpointer): the trainer's ``iter`` is the last completed iteration
         when resuming (training continues at ``trainer.iter + 1``).
     """
     model = instantiate(cfg.model)
@@ -104,8 +107,9 @@ def build_trainer(args, cfg):
         amp_dtype=cfg.train.amp.get("dtype", "float16"),
         clip_grad_norm=clip["params"]["max_norm"] if clip.get("enabled") else None,
         clip_grad_norm_type=clip["params"].get("norm_type", 2.0) if clip.get("enabled") else 2.0,
+        seed=cfg.train.get("seed", -1),
     )
-    checkpointer = DetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    checkpointer = Checkpointer(model, cfg.train.output_dir, trainer=trainer)
     trainer.register_hooks(
         [
             hooks.IterationTimer(),
@@ -128,6 +132,20 @@ def build_trainer(args, cfg):
     return trainer, checkpointer
 
 
+def resume_data_stream(trainer, start_iter: int) -> None:
+    """Continue the training data stream where the checkpoint left it (batch ``start_iter``)."""
+    saved = getattr(trainer, "resumed_data", None) or {}
+    if saved.get("seed", trainer.seed) != trainer.seed:
+        logger.warning(f"Resuming with train.seed={trainer.seed}, but the checkpoint was trained "
+                       f"with {saved.get('seed')}: the data order and random draws differ")
+    batches = saved.get("batches", start_iter)
+    if set_loader_position(trainer.data_loader, batches):
+        logger.info(f"Resuming the data stream at batch {batches}")
+    else:
+        logger.warning("This config's train loader is not clipself.data.build_train_loader: the "
+                       "resumed run restarts its data stream (not an exact resume)")
+
+
 def do_train(args, cfg):
     """Train ``cfg.model`` with ``cfg.optimizer``, ``cfg.lr_multiplier``, ``cfg.dataloader.train``.
 
@@ -136,6 +154,8 @@ def do_train(args, cfg):
     """
     trainer, checkpointer = build_trainer(args, cfg)
     start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
+    if start_iter:
+        resume_data_stream(trainer, start_iter)
     trainer.train(start_iter, cfg.train.max_iter)
     return trainer
 
@@ -153,6 +173,22 @@ def setup(args):
     return cfg
 
 
+def check_eval_weights(cfg, model, config_file: str) -> None:
+    """``--eval-only`` evaluates trained weights: ``train.init_checkpoint``, or (for a model that
+    evaluates its own tower, e.g. CLIPSelf's region evaluation) the tower's ``pretrained=``.
+    ``train.allow_random_init=True`` evaluates randomly initialised weights on purpose."""
+    if cfg.train.init_checkpoint or cfg.train.get("allow_random_init", False):
+        return
+    if getattr(unwrap_model(model), "weights_loaded", False):
+        return
+    raise ValueError(
+        f"--eval-only without weights: {config_file} has train.init_checkpoint=\"\" "
+        f"and its {type(unwrap_model(model)).__name__} would be evaluated with random weights. "
+        f"Pass train.init_checkpoint=/path/to/model_final.pth (e.g. "
+        f"{os.path.join(cfg.train.output_dir, 'model_final.pth')} after training), or "
+        f"train.allow_random_init=True to evaluate random weights on purpose.")
+
+
 def main(args):
     cfg = setup(args)
     try:
@@ -160,7 +196,8 @@ def main(args):
             model = instantiate(cfg.model)
             model.to(cfg.train.device)
             model = create_ddp_model(model)
-            DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
+            check_eval_weights(cfg, model, args.config_file)
+            Checkpointer(model).load(cfg.train.init_checkpoint)
             return do_test(cfg, model, _eval_info(args, cfg.train.init_checkpoint, None))
         do_train(args, cfg)
         return None

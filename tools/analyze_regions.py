@@ -18,10 +18,9 @@ import json
 from typing import List, Optional
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import LazyConfig, instantiate
 
-from clipself.engine import apply_overrides
+from clipself.engine import Checkpointer, apply_overrides
 from clipself.synthetic import SHAPES
 from clipself.synthetic.analysis import attribute_accuracy
 
@@ -61,7 +60,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     cfg = apply_overrides(LazyConfig.load(args.config_file), args.opts)
     model = instantiate(cfg.model).eval()
     if args.checkpoint:
-        DetectionCheckpointer(model).load(args.checkpoint)
+        Checkpointer(model).load(args.checkpoint)
     evaluator = instantiate(cfg.dataloader.evaluator)  # holds the class names and embeddings
     preds = collect(model, instantiate(cfg.dataloader.test), evaluator.text_embeddings)
     results = {}

@@ -2,6 +2,9 @@
 train = dict(
     output_dir="./output",
     init_checkpoint="",
+    # --eval-only refuses a model without trained weights (no init_checkpoint, and no tower
+    # checkpoint where the model evaluates its tower alone); True evaluates random heads on purpose
+    allow_random_init=False,
     max_iter=90000,
     # "auto" = cuda when a GPU is visible, else cpu (resolved by train_net.py).
     device="auto",

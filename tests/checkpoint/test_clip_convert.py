@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from clipself.checkpoint import (
+    UnsafeCheckpointError,
     eva_clip_to_timm,
     export_clipself_checkpoint,
     load_visual_weights,
@@ -128,7 +129,7 @@ def test_positional_embedding_from_another_grid():
 def test_read_checkpoint_is_weights_only(tmp_path):
     path = str(tmp_path / "pickled.pt")
     torch.save({"state_dict": {"a": torch.zeros(1)}, "args": argparse.Namespace(x=1)}, path)
-    with pytest.raises(RuntimeError, match="weights_only"):
+    with pytest.raises(UnsafeCheckpointError, match="weights_only"):
         read_checkpoint(path)
     with pytest.raises(FileNotFoundError):
         read_checkpoint(str(tmp_path / "none.pt"))

@@ -135,3 +135,17 @@ def test_export_alpha_ensemble_loads_in_clipvit(tmp_path):
     expected = ensemble_state_dicts(model.student.state_dict(), model.teacher.state_dict(), 0.5)
     for k, v in loaded.state_dict().items():
         assert torch.allclose(v, expected[k]), k
+
+
+def test_inference_on_images_whose_regions_were_all_filtered_out():
+    model = _pair().eval()
+    batch = _batch(n_images=2, n_boxes=0)
+    for b in batch:
+        b["masks"] = torch.zeros(0, 8, 8, dtype=torch.bool)
+    out = model(batch)
+    assert [tuple(o[k].shape) for o in out for k in ("boxes", "masks", "crops")] == [(0, 32)] * 6
+    mixed = _batch(n_images=2, n_boxes=2)
+    mixed[0] = batch[0]  # one image without regions next to one with two
+    mixed[1]["masks"] = torch.ones(2, 8, 8, dtype=torch.bool)
+    out = model(mixed)
+    assert [len(o["crops"]) for o in out] == [0, 2]

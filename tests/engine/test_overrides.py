@@ -57,3 +57,24 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+def test_values_are_type_checked_before_anything_is_built():
+    with pytest.raises(ValueError, match=r"train\.max_iter=abc: expected int .*got str 'abc'"):
+        apply_overrides(_cfg(), ["train.max_iter=abc"])
+    with pytest.raises(ValueError, match="expected int"):
+        apply_overrides(_cfg(), ["train.max_iter=1e3"])  # a float for an int key
+    with pytest.raises(ValueError, match="expected int"):
+        apply_overrides(_cfg(), ["model.batch_size_per_image=many"])  # the target's default
+    with pytest.raises(ValueError, match="expected str"):
+        apply_overrides(_cfg(), ["train.output_dir=[1,2]"])
+    with pytest.raises(ValueError, match="expected dict"):
+        apply_overrides(_cfg(), ["train.amp=3"])
+    cfg = apply_overrides(_cfg(), [
+        "train.amp.enabled=true",  # "auto" may become a bool
+        "train.output_dir=null",  # null may replace a str
+        "+train.lr=abc",  # new keys are not checked
+    ])
+    assert cfg.train.amp.enabled is True and cfg.train.output_dir is None
+    cfg = apply_overrides(OmegaConf.create({"lr": 0.1, "sizes": [1, 2]}), ["lr=1", "sizes=[3]"])
+    assert cfg.lr == 1 and list(cfg.sizes) == [3]

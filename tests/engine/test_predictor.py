@@ -107,7 +107,10 @@ def test_weights_are_required_unless_asked_for():
 
 def test_clipself_dense_and_region_features(scene):
     torch.manual_seed(0)
-    p = OpenVocabPredictor.from_config(CLIPSELF, overrides=["model.student.pretrained=null"])
+    with pytest.raises(ValueError, match="allow_random_init"):  # a random tower, not on purpose
+        OpenVocabPredictor.from_config(CLIPSELF, overrides=["model.student.pretrained=null"])
+    p = OpenVocabPredictor.from_config(CLIPSELF, overrides=["model.student.pretrained=null"],
+                                       allow_random_init=True)
     assert p.outputs == () and p.vocabulary is None
     dense = p.dense_features(scene)  # 128 px test size, patch 8: 16 x 16, image covers 12 rows
     assert dense.shape == (128, 12, 16)

@@ -43,7 +43,12 @@ def test_evaluator_on_hand_made_features():
         [{"labels": torch.tensor([0]), "isthing": torch.tensor([True])}],
         [{"boxes": torch.eye(4)[[1]], "masks": torch.eye(4)[[0]], "crops": torch.eye(4)[[0]]}],
     )
+    # image 3: every region filtered out by the mapper: skipped, counted in the log
+    empty = torch.zeros(0, 4)
+    ev.process([{"labels": torch.zeros(0, dtype=torch.long), "isthing": torch.zeros(0).bool()}],
+               [{"boxes": empty, "masks": empty, "crops": empty}])
     res = ev.evaluate()["region_recognition"]
+    assert ev._images_without_regions == 1
     # boxes/thing: class 0 -> 1 of 2 right, class 1 -> right  => (50 + 100) / 2
     assert res["boxes_top1"] == pytest.approx(75.0)
     assert res["boxes_top5"] == pytest.approx(100.0)  # 4 classes: all within top 5

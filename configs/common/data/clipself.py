@@ -6,11 +6,11 @@ from omegaconf import OmegaConf
 from detectron2.config import LazyCall as L
 from detectron2.data import (
     build_detection_test_loader,
-    build_detection_train_loader,
     get_detection_dataset_dicts,
 )
 
 import clipself.data  # noqa: F401  (registers the datasets)
+from clipself.data.resumable_loader import build_train_loader
 from clipself.data.mappers import CLIPSelfMapper, RegionEvalMapper
 from clipself.data import dataset_vocabulary
 from clipself.evaluation import RegionRecognitionEvaluator
@@ -18,7 +18,7 @@ from clipself.modeling import TextClassifier
 
 dataloader = OmegaConf.create()
 
-dataloader.train = L(build_detection_train_loader)(
+dataloader.train = L(build_train_loader)(
     dataset=L(get_detection_dataset_dicts)(names="coco_2017_train", filter_empty=False),
     mapper=L(CLIPSelfMapper)(
         image_size=1024,  # student: longest side 1024, padded to a square (64 x 64 tokens)
@@ -27,6 +27,7 @@ dataloader.train = L(build_detection_train_loader)(
         max_boxes=20,
     ),
     total_batch_size=16,  # 8 GPUs x 2 images
+    seed="${train.seed}",  # order and augmentations: exact resume, any number of GPUs
     aspect_ratio_grouping=False,
     num_workers=4,
 )

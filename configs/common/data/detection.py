@@ -1,21 +1,22 @@
-# Detection data loaders (Detectron2 DatasetMapper). Change dataset names / sizes in variants.
+# Detection data loaders (Detectron2 DatasetMapper, with errors naming the file; the resumable
+# train loader). Change dataset names / sizes in variants.
 from omegaconf import OmegaConf
 
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 from detectron2.data import (
-    DatasetMapper,
     build_detection_test_loader,
-    build_detection_train_loader,
     get_detection_dataset_dicts,
 )
 from detectron2.evaluation import COCOEvaluator
 
 import clipself.data  # noqa: F401  (registers the datasets)
+from clipself.data.resumable_loader import build_train_loader
+from clipself.data.mappers import DatasetMapper
 
 dataloader = OmegaConf.create()
 
-dataloader.train = L(build_detection_train_loader)(
+dataloader.train = L(build_train_loader)(
     dataset=L(get_detection_dataset_dicts)(names="ov_coco_train"),
     mapper=L(DatasetMapper)(
         is_train=True,
@@ -31,6 +32,7 @@ dataloader.train = L(build_detection_train_loader)(
         use_instance_mask=False,
     ),
     total_batch_size=16,
+    seed="${train.seed}",  # order and augmentations: exact resume, any number of GPUs
     num_workers=4,
 )
 

@@ -7,20 +7,20 @@ from omegaconf import OmegaConf
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 from detectron2.data import (
-    DatasetMapper,
     build_detection_test_loader,
-    build_detection_train_loader,
     get_detection_dataset_dicts,
 )
 
 import clipself.data  # noqa: F401  (registers the datasets)
+from clipself.data.resumable_loader import build_train_loader
+from clipself.data.mappers import DatasetMapper
 from clipself.evaluation import OVCOCOEvaluator
 
 IMAGE_SIZE = 640
 
 dataloader = OmegaConf.create()
 
-dataloader.train = L(build_detection_train_loader)(
+dataloader.train = L(build_train_loader)(
     dataset=L(get_detection_dataset_dicts)(names="ov_coco_train"),  # base annotations only
     mapper=L(DatasetMapper)(
         is_train=True,
@@ -36,6 +36,7 @@ dataloader.train = L(build_detection_train_loader)(
         recompute_boxes=False,
     ),
     total_batch_size=64,  # 8 GPUs x 8 images
+    seed="${train.seed}",  # order and augmentations: exact resume, any number of GPUs
     num_workers=4,
 )
 

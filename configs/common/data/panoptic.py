@@ -9,12 +9,12 @@ import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 from detectron2.data import (
     build_detection_test_loader,
-    build_detection_train_loader,
     get_detection_dataset_dicts,
 )
 from detectron2.evaluation import COCOPanopticEvaluator, SemSegEvaluator
 
 import clipself.data  # noqa: F401  (registers the datasets)
+from clipself.data.resumable_loader import build_train_loader
 from clipself.data.mappers import PanopticMapper
 from clipself.evaluation import InstanceSegEvaluator
 
@@ -22,7 +22,7 @@ IMAGE_SIZE = 1024
 
 dataloader = OmegaConf.create()
 
-dataloader.train = L(build_detection_train_loader)(
+dataloader.train = L(build_train_loader)(
     dataset=L(get_detection_dataset_dicts)(
         names="coco_2017_train_panoptic_with_sem_seg", filter_empty=False
     ),
@@ -34,6 +34,7 @@ dataloader.train = L(build_detection_train_loader)(
         image_format="RGB",
     ),
     total_batch_size=64,
+    seed="${train.seed}",  # order and augmentations: exact resume, any number of GPUs
     num_workers=4,
 )
 

@@ -8,17 +8,17 @@ import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 from detectron2.data import (
     build_detection_test_loader,
-    build_detection_train_loader,
     get_detection_dataset_dicts,
 )
 
 import clipself.data  # noqa: F401  (registers the datasets)
+from clipself.data.resumable_loader import build_train_loader
 from clipself.data.mappers import SemSegMapper
 from clipself.evaluation import evaluator_for_dataset
 
 dataloader = OmegaConf.create()
 
-dataloader.train = L(build_detection_train_loader)(
+dataloader.train = L(build_train_loader)(
     dataset=L(get_detection_dataset_dicts)(
         names="coco_2017_train_stuff_sem_seg", filter_empty=False
     ),
@@ -31,6 +31,7 @@ dataloader.train = L(build_detection_train_loader)(
         ignore_label=255,
     ),
     total_batch_size=4,
+    seed="${train.seed}",  # order and augmentations: exact resume, any number of GPUs
     num_workers=4,
 )
 

@@ -8,7 +8,6 @@ from .clip_convert import (
     export_clipself_checkpoint,
     load_visual_weights,
     non_visual_state,
-    read_checkpoint,
     split_visual_state_dict,
     timm_to_eva_clip,
     unwrap_state_dict,
@@ -24,4 +23,13 @@ from .fvit_convert import (
     is_fvit_mmdet_state_dict,
     read_mmdet_checkpoint,
     save_fvit_checkpoint,
+)
+from .io import (
+    CheckpointWriteError,
+    UnsafeCheckpointError,
+    checkpoint_nbytes,
+    read_checkpoint,
+    read_pickle_checkpoint,
+    save_checkpoint_file,
+    save_text_file,
 )

@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
-from safetensors.torch import load_file
 from timm.layers import build_rotary_pos_embed, resample_abs_pos_embed
 from timm.layers.pos_embed_sincos import freq_bands
 from timm.models.eva import checkpoint_filter_fn
 
+from .io import read_checkpoint, save_checkpoint_file
+
 __all__ = [
     "LoadReport",
-    "read_checkpoint",
     "unwrap_state_dict",
     "split_visual_state_dict",
     "detect_visual_layout",
@@ -90,33 +90,6 @@ class LoadReport:
         if self.ignored:
             lines.append(f"  ignored non-visual keys: {len(self.ignored)}")
         return "\n".join(lines)
-
-
-def read_checkpoint(path: str) -> Any:
-    """Read a checkpoint file safely.
-
-    ``torch.load(..., weights_only=True)`` (files may come from the internet); ``.safetensors``
-    through safetensors; OpenAI's TorchScript archives through ``torch.jit.load``.
-
-    Args:
-        path (str): file path.
-    Returns:
-        the loaded object (usually a dict).
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
-    if str(path).endswith(".safetensors"):
-        return load_file(path, device="cpu")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a TorchScript archive (OpenAI CLIP) is not a pickle
-        try:
-            return torch.jit.load(path, map_location="cpu").state_dict()
-        except Exception:
-            raise RuntimeError(
-                f"could not read {path} with torch.load(weights_only=True): {err}. Only tensor "
-                "checkpoints (state dicts) are accepted."
-            ) from err
 
 
 def unwrap_state_dict(obj: Any) -> Dict[str, torch.Tensor]:
@@ -391,7 +364,7 @@ def export_clipself_checkpoint(
     ckpt = {"epoch": int(epoch), "name": name, "state_dict": sd}
     if path is not None:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        torch.save(ckpt, path)
+        save_checkpoint_file(ckpt, path)
     return ckpt
 
 

@@ -56,7 +56,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .clip_convert import LoadReport, load_visual_weights, read_checkpoint, unwrap_state_dict
+from .clip_convert import LoadReport, load_visual_weights, unwrap_state_dict
+from .io import UnsafeCheckpointError, read_checkpoint, save_checkpoint_file
 
 __all__ = [
     "FViTConvertReport",
@@ -419,7 +420,7 @@ def read_mmdet_checkpoint(path: str) -> Any:
     """
     try:
         return read_checkpoint(path)
-    except RuntimeError as err:
+    except (RuntimeError, UnsafeCheckpointError) as err:
         try:
             from numpy._core.multiarray import scalar
         except ImportError:  # numpy < 2
@@ -450,8 +451,8 @@ def save_fvit_checkpoint(
         "__author__": "CLIPSelf F-ViT (mmdet), converted by clipself.checkpoint.fvit_convert",
         "matching_heuristics": False,
     }
-    torch.save(ckpt, output_path)
+    save_checkpoint_file(ckpt, output_path)
     if save_embeddings:
         os.makedirs(os.path.dirname(os.path.abspath(save_embeddings)), exist_ok=True)
-        torch.save(report.embeddings.detach().clone(), save_embeddings)
+        save_checkpoint_file(report.embeddings.detach().clone(), save_embeddings)
     logger.info("wrote %s\n%s", output_path, report)

@@ -9,8 +9,6 @@ so that ``CLIPViT(pretrained=out)`` and ``TextClassifier(pretrained=out)`` both 
 import logging
 from typing import Optional
 
-import torch
-
 from ..checkpoint.clip_convert import export_clipself_checkpoint, read_checkpoint, unwrap_state_dict
 from ..modeling import CLIPViT
 from .ensemble import ensemble_state_dicts
@@ -43,7 +41,7 @@ def export_distilled(
     Returns:
         dict: the written checkpoint.
     """
-    sd = unwrap_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+    sd = unwrap_state_dict(read_checkpoint(checkpoint))
     student, teacher = _sub(sd, "student."), _sub(sd, "teacher.")
     if not student or not teacher:
         raise KeyError(f"{checkpoint} is not a CLIPSelf checkpoint (no student./teacher. keys)")

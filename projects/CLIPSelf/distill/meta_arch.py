@@ -77,6 +77,13 @@ class CLIPSelf(nn.Module):
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
+    @property
+    def weights_loaded(self) -> bool:
+        """Whether the towers were built from a checkpoint (``pretrained=``): region
+        evaluation of CLIPSelf needs no other weights, so ``train_net.py --eval-only`` accepts it
+        without ``train.init_checkpoint``."""
+        return getattr(self.student, "load_report", None) is not None
+
     def train(self, mode: bool = True):
         super().train(mode)
         self.teacher.eval()  # the teacher never leaves eval mode
@@ -162,9 +169,12 @@ class CLIPSelf(nn.Module):
         masks = [x["masks"].to(self.device) for x in batched_inputs]  # B x (R_i, h, w)
         box_feats = F.normalize(pool_boxes(dense, boxes, stride), dim=-1)  # (R, D)
         mask_feats = F.normalize(pool_masks(dense, masks), dim=-1)  # (R, D)
-        crops = self._normalize([c for x in batched_inputs for c in x["crops"]])
-        crop_feats = F.normalize(model.encode_image(crops), dim=-1)  # (R, D)
         sizes = [len(b) for b in boxes]
+        if sum(sizes) == 0:  # every region of the batch was filtered out: nothing to crop
+            crop_feats = box_feats.new_zeros(0, box_feats.shape[-1])
+        else:
+            crops = self._normalize([c for x in batched_inputs for c in x["crops"]])
+            crop_feats = F.normalize(model.encode_image(crops), dim=-1)  # (R, D)
         return [
             {"boxes": b, "masks": m, "crops": c}
             for b, m, c in zip(

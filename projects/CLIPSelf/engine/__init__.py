@@ -1,6 +1,7 @@
 """Running things: the trainer, validated overrides, DDP on CPU and GPU, the Python predictor,
 ``train_net.py`` job runner, checkpoint-file conversion and the toy CLIP's pre-training."""
-from .config import apply_overrides, check_override_keys, resolve_device
+from .checkpointer import Checkpointer
+from .config import apply_overrides, check_override_keys, check_override_types, resolve_device
 from .convert import convert_clip_checkpoint, convert_fvit_checkpoint
 from .ddp import create_ddp_model
 from .predictor import OpenVocabPredictor
@@ -12,4 +13,5 @@ from .runner import (
     run_jobs,
     write_eval_results,
 )
-from .trainer import Trainer
+from .trainer import Trainer, unwrap_model
+from .writers import JSONWriter, default_writers

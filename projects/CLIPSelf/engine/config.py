@@ -6,9 +6,16 @@ from typing import List
 import torch
 from detectron2.config import LazyConfig
 from detectron2.utils.registry import locate
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-__all__ = ["apply_overrides", "check_override_keys", "resolve_device", "all_keys"]
+__all__ = [
+    "apply_overrides",
+    "check_override_keys",
+    "check_override_types",
+    "resolve_device",
+    "all_keys",
+]
 
 _MISSING = object()
 
@@ -67,8 +74,87 @@ def check_override_keys(cfg, keys: List[str]) -> None:
         )
 
 
+def _type_name(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (list, tuple, ListConfig)):
+        return "list"
+    if isinstance(value, (dict, DictConfig)):
+        return "dict"
+    return type(value).__name__
+
+
+def _compatible(current, new) -> bool:
+    """Whether an override value ``new`` may replace the config's ``current`` value."""
+    kind, new_kind = _type_name(current), _type_name(new)
+    if kind == "null" or kind == new_kind:
+        return True
+    if current == "auto" and new_kind in ("bool", "int", "float"):
+        return True  # "auto" stands for a value chosen at run time (train.amp.enabled=auto)
+    if kind == "float" and new_kind == "int":
+        return True  # lr=1 for a float key
+    if new_kind == "null":
+        return kind in ("str", "list", "dict")  # e.g. an optional path or node set to None
+    return False
+
+
+def _current_value(cfg, key: str):
+    """(found, value) of ``key``: the config's value, or the default of the LazyCall target's
+    keyword argument the key names; ``found`` is False for interpolations and unknown defaults."""
+    parent_key, _, name = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+    if isinstance(parent, DictConfig) and name in parent:
+        if OmegaConf.is_interpolation(parent, name):
+            return False, None  # "${..x}": its type is whatever it points to
+        return True, parent[name]
+    if isinstance(parent, ListConfig) and name.isdigit() and int(name) < len(parent):
+        return True, parent[int(name)]
+    if isinstance(parent, (dict, DictConfig)) and "_target_" in parent:
+        target = parent["_target_"]
+        try:
+            target = locate(target) if isinstance(target, str) else target
+            param = inspect.signature(target).parameters.get(name)
+        except Exception:
+            return False, None
+        if param is not None and param.default is not inspect.Parameter.empty:
+            return param.default is not None, param.default
+    return False, None
+
+
+def check_override_types(cfg, overrides) -> None:
+    """Reject override values whose type does not match the config's current value.
+
+    The current value (or, for a keyword the config leaves at its default, the target's default)
+    fixes the type: int, float (an int is accepted), bool, str, list, or a node; a key whose
+    value is null or an interpolation accepts anything, null may replace a str, list or node, and
+    "auto" may become a bool or a number.
+    ``+key=value`` (a new key) is not checked.
+
+    Args:
+        overrides: hydra ``Override`` objects (``OverridesParser.parse_overrides``).
+    Raises:
+        ValueError: naming the key, the value given and the type expected.
+    """
+    for o in overrides:
+        if o.is_add():
+            continue
+        key, new = o.key_or_group, o.value()
+        found, current = _current_value(cfg, key)
+        if found and not _compatible(current, new):
+            raise ValueError(
+                f"Override {o.input_line or key}: expected {_type_name(current)} (the config has "
+                f"{key}={current!r}), got {_type_name(new)} {new!r}"
+            )
+
+
 def apply_overrides(cfg, overrides: List[str]):
-    """``LazyConfig.apply_overrides`` with key validation (hydra grammar).
+    """``LazyConfig.apply_overrides`` with key and type validation (hydra grammar).
+
+    Every key and value is checked before anything is built: an unknown key raises ``KeyError``
+    with the closest keys, a value of the wrong type ``ValueError`` (see
+    :func:`check_override_types`).
 
     Args:
         cfg: a LazyConfig (omegaconf) object, modified in place.
@@ -76,10 +162,9 @@ def apply_overrides(cfg, overrides: List[str]):
     Returns:
         the same cfg.
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     parsed = OverridesParser.create().parse_overrides(list(overrides))
     check_override_keys(cfg, [o.key_or_group for o in parsed if not o.is_add()])
+    check_override_types(cfg, parsed)
     plain = [o.lstrip("+") for o in overrides]
     return LazyConfig.apply_overrides(cfg, plain)
 

@@ -9,8 +9,6 @@ import logging
 import os
 from typing import Mapping, Optional, Union
 
-import torch
-
 from ..checkpoint import (
     FViTConvertReport,
     LoadReport,
@@ -21,6 +19,7 @@ from ..checkpoint import (
     non_visual_state,
     read_checkpoint,
     read_mmdet_checkpoint,
+    save_checkpoint_file,
     save_fvit_checkpoint,
     unwrap_state_dict,
 )
@@ -71,7 +70,7 @@ def convert_clip_checkpoint(
     if to == "open_clip":
         out = {"visual." + k: v for k, v in model.visual.state_dict().items()}
         out.update(extra)
-        torch.save(out, dst)
+        save_checkpoint_file(out, dst)
     else:
         export_clipself_checkpoint(model.visual, dst, extra_state=extra, name=model.model_name)
     logger.info("wrote %s (%s layout)", dst, to)

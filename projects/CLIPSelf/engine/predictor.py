@@ -23,7 +23,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import LazyConfig, instantiate
 from detectron2.data import transforms as T
 from detectron2.data.detection_utils import read_image
@@ -32,6 +31,7 @@ from PIL import Image
 
 from ..data.clip_transforms import resize_longest_pad
 from ..structures import Vocabulary, build_vocabulary, class_synonyms, cosine_logits
+from .checkpointer import Checkpointer
 from .config import apply_overrides, resolve_device
 
 __all__ = ["OpenVocabPredictor", "ImageLike", "to_rgb_array"]
@@ -148,8 +148,9 @@ class OpenVocabPredictor:
         cfg.train.device = dev
         ckpt = checkpoint or cfg.train.get("init_checkpoint", "") or ""
         model = instantiate(cfg.model)
-        has_heads = not hasattr(model, "evaluated_model")  # a CLIPSelf model is its towers
-        if not ckpt and has_heads and not allow_random_init:
+        # a CLIPSelf model is its towers: their pretrained= weights are enough
+        allow_random_init = allow_random_init or bool(cfg.train.get("allow_random_init", False))
+        if not ckpt and not getattr(model, "weights_loaded", False) and not allow_random_init:
             raise ValueError(
                 f"{config_file}: no weights for {type(model).__name__}: pass checkpoint=PATH (the "
                 "model_final.pth of a train_net.py run) or the override "
@@ -160,7 +161,7 @@ class OpenVocabPredictor:
             raise FileNotFoundError(f"checkpoint not found: {ckpt}")
         model.to(dev)
         if ckpt:
-            DetectionCheckpointer(model).load(ckpt)
+            Checkpointer(model).load(ckpt)
         return cls(cfg, model, device=dev)
 
     # ------------------------------------------------------------------ vocabulary

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from PIL import Image
 
+from ..checkpoint import save_checkpoint_file
 from ..data.clip_transforms import letterbox
 from ..evaluation.region_recognition import mean_class_accuracy
 from ..modeling.backbone.clip_vit import register_project_model_configs
@@ -269,7 +270,7 @@ def train_toy_clip(
             log(f"toy CLIP: step {step + 1}/{steps} loss {loss_ema:.3f} "
                 f"lr {lr_now:.2e} ({per_step:.2f} s/step, ETA {eta:.0f} s)")
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    torch.save(model.state_dict(), output_path)
+    save_checkpoint_file(model.state_dict(), output_path)
     crops, labels = val_crops(seed, eval_scenes, size)
     acc = zero_shot_crop_accuracy(model, tokenizer, crops, labels, len(THING_CLASSES))
     log(f"toy CLIP: zero-shot top-1 on {len(labels)} val crops (x1.5 boxes): {acc:.1f}%")

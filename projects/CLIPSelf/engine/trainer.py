@@ -11,12 +11,17 @@ Model contract (the only thing the trainer knows about a model):
 """
 import contextlib
 import logging
+import random
 import time
 from typing import Optional
 
+import numpy as np
 import torch
 from detectron2.engine import SimpleTrainer
+from detectron2.utils import comm
 from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+from ..data.resumable_loader import sample_seed
 
 __all__ = ["Trainer", "unwrap_model"]
 
@@ -44,6 +49,9 @@ class Trainer(SimpleTrainer):
         model, data_loader, optimizer: as for ``SimpleTrainer``.
         amp_enabled (bool): run the forward pass under ``torch.autocast``.
         amp_dtype (str): "float16" (CUDA, with a GradScaler) or "bfloat16" (CUDA or CPU, no scaler).
+        seed (int or None): when set, every step seeds ``random``, NumPy and torch with
+            ``(seed, rank, iteration)`` first, so that the model's random draws (proposal and
+            point sampling, dropout) at iteration ``i`` are the same in a resumed run.
         clip_grad_norm (float or None): clip the global gradient norm to this value.
         clip_grad_norm_type (float): the norm for clipping (2 = L2).
         kwargs: other ``SimpleTrainer`` arguments (e.g. ``gather_metric_period``).
@@ -59,9 +67,11 @@ class Trainer(SimpleTrainer):
         amp_dtype: str = "float16",
         clip_grad_norm: Optional[float] = None,
         clip_grad_norm_type: float = 2.0,
+        seed: Optional[int] = None,
         **kwargs,
     ):
         super().__init__(model, data_loader, optimizer, **kwargs)
+        self.seed = None if seed is None or seed < 0 else int(seed)
         if amp_dtype not in _DTYPES:
             raise ValueError(f"amp_dtype must be one of {sorted(_DTYPES)}, got {amp_dtype!r}")
         param = next(iter(model.parameters()))
@@ -82,11 +92,22 @@ class Trainer(SimpleTrainer):
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device_type, dtype=self.amp_dtype)
 
+    def seed_step(self) -> None:
+        """Seed the RNGs of this step from ``(seed, rank, iteration)`` (see ``seed``)."""
+        if self.seed is None:
+            return
+        s = sample_seed(self.seed, comm.get_rank(), self.iter)
+        random.seed(s)
+        np.random.seed(s)
+        torch.manual_seed(s)  # every device
+
     def run_step(self):
         assert self.model.training, "[Trainer] model was changed to eval mode!"
         start = time.perf_counter()
         data = next(self._data_loader_iter)
         data_time = time.perf_counter() - start
+        # after the data: creating the loader's iterator (first step of a run) draws from torch
+        self.seed_step()
 
         with self._autocast():
             loss_dict = self.model(data)
@@ -120,9 +141,13 @@ class Trainer(SimpleTrainer):
             ret["iteration"] = min(self.iter, self.max_iter - 1)
         if self.grad_scaler.is_enabled():
             ret["grad_scaler"] = self.grad_scaler.state_dict()
+        # where the data stream stands: one global batch per completed iteration; with the
+        # seed, the resumable loader and seed_step this is all the state a resume needs
+        ret["data"] = {"batches": ret["iteration"] + 1, "seed": self.seed}
         return ret
 
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)
+        self.resumed_data = state_dict.get("data")
         if "grad_scaler" in state_dict and self.grad_scaler.is_enabled():
             self.grad_scaler.load_state_dict(state_dict["grad_scaler"])

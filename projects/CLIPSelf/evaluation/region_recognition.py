@@ -110,9 +110,13 @@ class RegionRecognitionEvaluator(DatasetEvaluator):
 
     def reset(self):
         self._rows = []  # one dict per image: labels, isthing, top5 per feature type
+        self._images_without_regions = 0
 
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs):
+            if len(inp["labels"]) == 0:
+                self._images_without_regions += 1  # all regions filtered out (size limits)
+                continue
             row = {"labels": inp["labels"].cpu(), "isthing": inp["isthing"].cpu()}
             for kind in ("boxes", "masks", "crops"):
                 logits = cosine_logits(out[kind].float().cpu(), self._text)  # (R, K)
@@ -120,12 +124,16 @@ class RegionRecognitionEvaluator(DatasetEvaluator):
             self._rows.append(row)
 
     def evaluate(self) -> Optional[Dict]:
-        rows = self._rows
+        rows, skipped = self._rows, self._images_without_regions
         if self._distributed:
             comm.synchronize()
             rows = list(itertools.chain(*comm.gather(rows, dst=0)))
+            skipped = sum(comm.gather(skipped, dst=0) or [0])
             if not comm.is_main_process():
                 return None
+        if skipped:
+            logger.info(f"RegionRecognitionEvaluator: {skipped} image(s) had no region left "
+                        "after the mapper's size filters and were skipped")
         if not rows:
             logger.warning("RegionRecognitionEvaluator received no regions")
             return {"region_recognition": {}}

@@ -1,4 +1,5 @@
 """tools/demo.py: custom-vocabulary detection with a randomly initialised toy F-ViT."""
+import errno
 import json
 import os
 
@@ -113,3 +114,15 @@ def test_errors_are_reported(world, capsys):
     rc = demo.main(["--config-file", CONFIG, "--input", world["images"][0], "--output",
                     str(world["tmp"] / "o"), "--vocabulary", "a,b", *RANDOM_INIT])
     assert rc != 0 and "train.init_checkpoint=" in capsys.readouterr().err
+
+
+def test_full_disk_is_a_clear_error(world, capsys, monkeypatch):
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(args[0]) if args else None)
+
+    monkeypatch.setattr(Image.Image, "save", full)
+    assert _main(world, "--vocabulary", ",".join(VOCAB), output="full") == 1
+    err = capsys.readouterr().err
+    assert "cannot write to" in err and "No space left on device" in err
+    out = world["tmp"] / "full"
+    assert not out.exists() or not [p for p in os.listdir(out) if p.endswith(".tmp")]

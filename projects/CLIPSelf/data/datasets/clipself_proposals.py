@@ -5,9 +5,11 @@ to RegionCLIP's ``coco_pseudo_4764.json``; categories are ignored) over ``coco/t
 records' ``annotations`` are the proposals that :class:`CLIPSelfMapper` (``region_source=
 "proposals"``) samples from.
 """
+import logging
 import os
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import load_coco_json
 
 from .paths import require_path
 
@@ -19,12 +21,19 @@ _HOW = (
 )
 
 
-def _load(json_file: str, image_root: str):
-    from detectron2.data.datasets import load_coco_json
+logger = logging.getLogger(__name__)
 
+
+def _load(json_file: str, image_root: str):
     require_path(json_file, _HOW)
     require_path(image_root, "Download COCO train2017 images (datasets/README.md).")
-    return load_coco_json(json_file, image_root)
+    records = load_coco_json(json_file, image_root)
+    empty = sum(1 for r in records if not r.get("annotations"))
+    if empty:
+        logger.warning(f"{json_file}: {empty} of {len(records)} images have no proposals; "
+                       "CLIPSelfMapper distils one dummy box (0, 0, W/4, H/4) "
+                       "for each of them")
+    return records
 
 
 def register_clipself_proposals(root: str, name: str = "coco_2017_train_clipself_proposals"):

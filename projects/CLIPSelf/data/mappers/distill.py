@@ -4,25 +4,14 @@ from typing import Optional
 
 import numpy as np
 import torch
-from detectron2.data import detection_utils as utils
 from detectron2.structures import BoxMode
-from PIL import Image
 from torchvision.ops import clip_boxes_to_image
 
 from ..clip_transforms import crop_letterboxed, resize_longest_pad
+from ..image_io import read_image_checked
 from ..regions import sample_grid_boxes, scale_boxes, select_proposals
 
-__all__ = ["CLIPSelfMapper", "read_image_checked"]
-
-
-def read_image_checked(file_name: str) -> Image.Image:
-    """Read an RGB image, raising an error that names the file when it is missing or broken."""
-    try:
-        return Image.fromarray(utils.read_image(file_name, format="RGB"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"Image {file_name} does not exist (check $DETECTRON2_DATASETS)")
-    except Exception as e:  # PIL raises many types for truncated / corrupt files
-        raise OSError(f"Cannot read image {file_name}: {e}. Is the file truncated?") from e
+__all__ = ["CLIPSelfMapper"]
 
 
 class CLIPSelfMapper:

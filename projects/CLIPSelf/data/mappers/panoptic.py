@@ -19,6 +19,8 @@ from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Instances
 from PIL import Image
 
+from ..image_io import named_file_errors, read_image_array
+
 __all__ = ["PanopticMapper", "rgb_to_id"]
 
 
@@ -110,14 +112,14 @@ class PanopticMapper:
         return [T.ResizeShortestEdge(min_size, max_size)]
 
     def _read_sem_seg(self, file_name: str) -> np.ndarray:
-        sem_seg = utils.read_image(file_name)
+        sem_seg = read_image_array(file_name)
         if sem_seg.ndim == 3:
             sem_seg = sem_seg[..., 0]
         return sem_seg
 
     def __call__(self, dataset_dict: dict) -> dict:
         dataset_dict = copy.deepcopy(dataset_dict)
-        image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
+        image = read_image_array(dataset_dict["file_name"], format=self.image_format)
         utils.check_image_size(dataset_dict, image)
         height, width = image.shape[:2]
 
@@ -145,7 +147,8 @@ class PanopticMapper:
         if not self.is_train:
             return out
 
-        pan_rgb = np.asarray(Image.open(dataset_dict["pan_seg_file_name"]).convert("RGB"))
+        with named_file_errors(dataset_dict["pan_seg_file_name"], "panoptic PNG"):
+            pan_rgb = np.asarray(Image.open(dataset_dict["pan_seg_file_name"]).convert("RGB"))
         if pan_rgb.shape[:2] != (height, width):
             raise ValueError(
                 f"{dataset_dict['pan_seg_file_name']} is {pan_rgb.shape[1::-1]} but the image "

@@ -9,9 +9,9 @@ from detectron2.structures import BoxMode
 from PIL import Image
 from torchvision.ops import clip_boxes_to_image, masks_to_boxes
 
+from ..image_io import named_file_errors, read_image_checked
 from ..clip_transforms import crop_letterboxed, resize_longest_pad
 from ..regions import scale_boxes
-from .distill import read_image_checked
 
 __all__ = ["RegionEvalMapper", "mask_to_box", "resize_masks_longest"]
 
@@ -106,7 +106,8 @@ class RegionEvalMapper:
         record = copy.deepcopy(record)
         image = read_image_checked(record["file_name"])
         width, height = image.size
-        pan = rgb2id(np.asarray(Image.open(record["pan_seg_file_name"]).convert("RGB")))
+        with named_file_errors(record["pan_seg_file_name"], "panoptic PNG"):
+            pan = rgb2id(np.asarray(Image.open(record["pan_seg_file_name"]).convert("RGB")))
         if pan.shape != (height, width):
             raise ValueError(
                 f"{record['pan_seg_file_name']} is {pan.shape[::-1]} but the image is "

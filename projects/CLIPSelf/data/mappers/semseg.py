@@ -14,6 +14,8 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from PIL import Image
 
+from ..image_io import named_file_errors, read_image_array
+
 __all__ = ["SemSegMapper", "remap_ignored"]
 
 
@@ -70,7 +72,7 @@ class SemSegMapper:
     @staticmethod
     def read_label(file_name: str) -> np.ndarray:
         """A label map as int64 (H, W): 8-bit PNGs and 16-bit TIFFs (ADE-847, PC-459)."""
-        with Image.open(file_name) as im:
+        with named_file_errors(file_name, "label map"), Image.open(file_name) as im:
             label = np.asarray(im)
         if label.ndim == 3:
             label = label[..., 0]
@@ -78,7 +80,7 @@ class SemSegMapper:
 
     def __call__(self, dataset_dict: dict) -> dict:
         dataset_dict = copy.deepcopy(dataset_dict)
-        image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
+        image = read_image_array(dataset_dict["file_name"], format=self.image_format)
         utils.check_image_size(dataset_dict, image)
         height, width = image.shape[:2]
         sem_seg = None

@@ -25,7 +25,7 @@ from open_clip.pretrained import download_pretrained, get_pretrained_cfg
 from open_clip.tokenizer import HFTokenizer, SimpleTokenizer
 from torch import nn
 
-from ...checkpoint import LoadReport, read_checkpoint, unwrap_state_dict
+from ...checkpoint import LoadReport, read_checkpoint, save_checkpoint_file, unwrap_state_dict
 from ...utils.atomic import atomic_path
 from ..backbone.clip_vit import resolve_model_config
 from .templates import get_templates
@@ -216,7 +216,7 @@ def save_text_embeddings(
     if path.endswith(".npy"):
         np.save(path, embeddings.float().numpy())
     elif path.endswith(".pt") or path.endswith(".pth"):
-        torch.save(embeddings_to_dict(class_names, embeddings.float(), background), path)
+        save_checkpoint_file(embeddings_to_dict(class_names, embeddings.float(), background), path)
     else:
         raise ValueError(f"{path}: use a .pt or .npy file name")
 
