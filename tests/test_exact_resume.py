@@ -47,7 +47,14 @@ def _weights(out):
                       weights_only=True)["model"]
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+# two trainers in the default suite; all five with `make test-all` (each takes ~20 s)
+DEFAULT = ("clipself_patches", "fvit")
+
+
+@pytest.mark.parametrize("name", [
+    name if name in DEFAULT else pytest.param(name, marks=pytest.mark.slow)
+    for name in sorted(CASES)
+])
 def test_kill_and_resume_equals_an_uninterrupted_run(name, tiny_world, tmp_path):
     config, opts = CASES[name]
     env = dict(os.environ, DETECTRON2_DATASETS=tiny_world, OMP_NUM_THREADS="1")

@@ -92,6 +92,54 @@ def test_rope_table_per_axis_non_square():
     torch.testing.assert_close(ang[0, c, d // 2:], ang[h - 1, c, d // 2:])
 
 
+def test_rope_table_xy_indexing_pe_core():
+    """PE-Core's RoPE ("xy", grid offset 1, reference 14x14): the first half of the channels
+    follows the column, the second the row, each rescaled on its own axis (non-square too)."""
+    h, w, d = 4, 6, 16
+    table = ops.build_rope_table((h, w), d, ref_grid=(14, 14), grid_offset=1.0,
+                                 grid_indexing="xy")
+    assert table.shape == (h * w, 2 * d)
+    f = ops.rope_frequencies(d)
+    ang = torch.atan2(table[:, :d], table[:, d:]).reshape(h, w, d)
+    wrap = lambda a: torch.atan2(a.sin(), a.cos())  # noqa: E731
+    r, c = 2, 5
+    exp_col = ((c + 1) / w * 14 * f).repeat_interleave(2)
+    exp_row = ((r + 1) / h * 14 * f).repeat_interleave(2)
+    torch.testing.assert_close(ang[r, c, : d // 2], wrap(exp_col), atol=1e-5, rtol=0)
+    torch.testing.assert_close(ang[r, c, d // 2:], wrap(exp_row), atol=1e-5, rtol=0)
+    # "ij" swaps the halves
+    ij = ops.build_rope_table((h, w), d, ref_grid=(14, 14), grid_offset=1.0)
+    assert not torch.allclose(ij, table)
+    with pytest.raises(ValueError, match="grid_indexing"):
+        ops.build_rope_table((h, w), d, grid_indexing="yx")
+
+
+def test_apply_rope_half_layout_matches_timm():
+    from timm.layers import apply_rot_embed_cat
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 2, 12, 8)
+    table = ops.build_rope_table((3, 4), 8, rotate_half=True)
+    torch.testing.assert_close(ops.apply_rope(x, table, half=True),
+                               apply_rot_embed_cat(x, table, half=True))
+    torch.testing.assert_close(ops.apply_rope(x, table, half=True).norm(dim=-1), x.norm(dim=-1))
+
+
+def test_attention_pool_value_is_what_each_token_contributes():
+    """``f_t = W_o (W_v x_t + b_v) + b_o``; any attention-weighted mean of the values through the
+    output projection equals the same mean of ``f_t`` (docs/dense_features.md §9)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 7, 6)  # (B, M, C)
+    w_v, b_v, w_o, b_o = torch.randn(4, 6), torch.randn(4), torch.randn(5, 4), torch.randn(5)
+    f = ops.attention_pool_value(x, w_v, b_v, w_o, b_o)
+    assert f.shape == (2, 7, 5)
+    torch.testing.assert_close(f[1, 3], w_o @ (w_v @ x[1, 3] + b_v) + b_o)
+    a = torch.rand(2, 7).softmax(-1)  # attention weights of one query, summing to 1
+    pooled = (a[..., None] * (x @ w_v.t() + b_v)).sum(1) @ w_o.t() + b_o
+    torch.testing.assert_close(pooled, (a[..., None] * f).sum(1))
+    assert ops.attention_pool_value(x, w_v, None, w_o, None).shape == (2, 7, 5)
+
+
 def test_apply_rope_matches_timm():
     from timm.layers import apply_rot_embed_cat
 

@@ -1,10 +1,13 @@
-"""Everything that is a model (Mask2Former / ODISE layout): the CLIP towers (``backbone``), the
-open-vocabulary pieces (``open_vocab``), the pure dense-feature formulas (``dense_ops``) and the
-three heads (``fvit``, ``panoptic``, ``catseg``). Models know no datasets: vocabularies come in
-through ``set_vocabulary``."""
+"""Everything that is a model (Mask2Former / ODISE layout): the CLIP towers (``backbone``;
+``CLIPTower`` for any open_clip tower), the open-vocabulary pieces (``open_vocab``), the pure
+dense-feature formulas (``dense_ops``) and the three heads (``fvit``, ``panoptic``, ``catseg``).
+Models know no datasets: vocabularies come in through ``set_vocabulary``."""
 from .backbone import (
     FREEZE_MODES,
+    CLIPConvTower,
+    CLIPTower,
     CLIPViT,
+    TowerUnsupported,
     FViTBackbone,
     FViTFPN,
     build_visual_tower,

@@ -24,6 +24,7 @@ __all__ = [
     "rope_frequencies",
     "build_rope_table",
     "apply_rope",
+    "attention_pool_value",
     "attend",
     "mode_attention",
     "gaussian_neighbour_bias",
@@ -127,8 +128,10 @@ def build_rope_table(
     temperature: float = 10000.0,
     grid_offset: float = 0.0,
     device: Optional[torch.device] = None,
+    grid_indexing: str = "ij",
+    rotate_half: bool = False,
 ) -> torch.Tensor:
-    """2-D rotary table of EVA02 for an (h, w) token grid, one coordinate per axis.
+    """2-D rotary table of EVA02 (and PE-Core) for an (h, w) token grid, one coordinate per axis.
 
     ``timm.layers.build_rotary_pos_embed(..., in_pixels=False, ref_feat_shape=ref_grid)`` as
     ``[sin | cos]``: row coordinates ``t_r = r / h * ref_h`` drive the first half of each head's
@@ -143,30 +146,68 @@ def build_rope_table(
         ref_grid (tuple[int, int] or None): reference grid (16, 16 for EVA02-CLIP); None keeps
             integer coordinates.
         temperature (float): the RoPE base.
-        grid_offset (float): constant added to the integer coordinates before rescaling.
+        grid_offset (float): constant added to the integer coordinates before rescaling
+            (PE-Core: 1).
         device (torch.device): output device.
+        grid_indexing (str): "ij" (EVA02: the first half of each head's channels rotates with
+            the row) or "xy" (PE-Core: with the column); rows stay in row-major token order
+            either way (docs/dense_features.md §9).
+        rotate_half (bool): the "half" channel layout ``[f0, f1, .., f0, f1, ..]`` instead of
+            the interleaved one (use with ``apply_rope(..., half=True)``).
     Returns:
         Tensor: (h*w, 2*head_dim) float32, ``[sin | cos]``, rows in row-major token order.
     """
+    if grid_indexing not in ("ij", "xy"):
+        raise ValueError(f"grid_indexing={grid_indexing!r}; use 'ij' or 'xy'")
     sin, cos = build_rotary_pos_embed(
         [int(grid[0]), int(grid[1])], bands=rope_frequencies(head_dim, temperature).to(device),
         in_pixels=False, ref_feat_shape=None if ref_grid is None else list(ref_grid),
-        grid_offset=grid_offset, device=device,
+        grid_offset=grid_offset, grid_indexing=grid_indexing, rotate_half=rotate_half,
+        device=device,
     )
     return torch.cat([sin, cos], dim=-1)
 
 
-def apply_rope(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+def apply_rope(x: torch.Tensor, table: torch.Tensor, half: bool = False) -> torch.Tensor:
     """Rotate interleaved channel pairs: ``x * cos + rot(x) * sin``, rot(x0, x1) = (-x1, x0)
     (``timm.layers.apply_rot_embed_cat``).
 
     Args:
         x (Tensor): (..., N, d) patch tokens (no class token).
         table (Tensor): (N, 2d) ``[sin | cos]`` from :func:`build_rope_table`.
+        half (bool): the "half" layout (pairs ``(x_i, x_{i + d/2})``) instead of interleaved
+            pairs; the table must be built with ``rotate_half=True``.
     Returns:
         Tensor: (..., N, d) in the dtype of ``x`` (computed in the promoted dtype).
     """
-    return apply_rot_embed_cat(x, table).to(x.dtype)
+    return apply_rot_embed_cat(x, table, half=half).to(x.dtype)
+
+
+def attention_pool_value(
+    x: torch.Tensor,
+    w_v: torch.Tensor,
+    b_v: Optional[torch.Tensor],
+    w_o: torch.Tensor,
+    b_o: Optional[torch.Tensor],
+) -> torch.Tensor:
+    """Value path of a query-pooling attention head applied to every token (MaskCLIP for the
+    ResNet attention pool, docs/dense_features.md §9): ``f_t = W_o (W_v x_t + b_v) + b_o``.
+
+    Pooling heads (open_clip's ``AttentionPool2d`` and ``AttentionalPooler``, timm's
+    ``AttentionPoolLatent``) compute ``W_o concat_h(sum_t a^h_t v^h_t) + b_o`` with
+    ``v_t = W_v x_t + b_v`` split into heads ``h`` and per-head attention weights ``a^h_t``
+    summing to 1. With one head (or equal weights across heads) this is ``sum_t a_t f_t``:
+    ``f_t`` is what location ``t`` contributes to the pooled embedding. Heads are split and
+    merged around the attention only, so the per-token value path needs no head reshaping.
+
+    Args:
+        x (Tensor): (B, M, C) tokens (already normalised / with positions as the head expects).
+        w_v (Tensor): (E, C) value projection; b_v (Tensor): (E,) or None.
+        w_o (Tensor): (D, E) output projection; b_o (Tensor): (D,) or None.
+    Returns:
+        Tensor: (B, M, D).
+    """
+    return F.linear(F.linear(x, w_v, b_v), w_o, b_o)
 
 
 def attend(

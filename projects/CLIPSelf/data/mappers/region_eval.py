@@ -9,8 +9,8 @@ from detectron2.structures import BoxMode
 from PIL import Image
 from torchvision.ops import clip_boxes_to_image, masks_to_boxes
 
-from ..image_io import named_file_errors, read_image_checked
 from ..clip_transforms import crop_letterboxed, resize_longest_pad
+from ..image_io import named_file_errors, read_image_checked
 from ..regions import scale_boxes
 
 __all__ = ["RegionEvalMapper", "mask_to_box", "resize_masks_longest"]
