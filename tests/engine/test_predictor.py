@@ -126,3 +126,12 @@ def test_clipself_dense_and_region_features(scene):
     assert scores.shape == (2, 3) and float(scores.abs().max()) <= 1 + 1e-5
     with pytest.raises(TypeError, match="CLIPSelf"):
         p(scene)
+
+
+def test_tiny_and_thin_images(fvit):
+    for shape in ((1, 1, 3), (3, 200, 3), (7, 5, 3)):
+        out = fvit(np.full(shape, 128, np.uint8), vocabulary=VOCAB)["instances"]
+        assert out.image_size == shape[:2]
+        if len(out):
+            boxes = out.pred_boxes.tensor
+            assert (boxes[:, 2] <= shape[1]).all() and (boxes[:, 3] <= shape[0]).all()

@@ -70,3 +70,11 @@ def test_evaluator_rejects_another_vocabulary():
                                     distributed=False)
     with pytest.raises(ValueError, match="in another order"):
         ev.set_vocabulary(Vocabulary(tuple("cba"), torch.eye(3)))
+
+
+def test_classes_without_regions_are_left_out_of_the_mean():
+    # 4 classes, regions only of classes 0 and 2: the mean is over those two
+    labels = torch.tensor([0, 0, 2])
+    topk = torch.tensor([[0], [1], [2]])
+    assert mean_class_accuracy(topk, labels, 1, 4) == pytest.approx((50 + 100) / 2)
+    assert math.isnan(mean_class_accuracy(topk[:0], labels[:0], 1, 4))
