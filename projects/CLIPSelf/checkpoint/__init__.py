@@ -6,6 +6,7 @@ from .clip_convert import (
     detect_visual_layout,
     eva_clip_to_timm,
     export_clipself_checkpoint,
+    load_reported,
     load_visual_weights,
     non_visual_state,
     split_visual_state_dict,

@@ -36,6 +36,7 @@ __all__ = [
     "timm_to_eva_clip",
     "visual_to_clipself_state_dict",
     "load_visual_weights",
+    "load_reported",
     "export_clipself_checkpoint",
     "non_visual_state",
 ]
@@ -322,10 +323,18 @@ def load_visual_weights(
             "model_name matches the checkpoint (e.g. EVA02-B-16 for the authors' CLIPSelf B/16)"
         )
     _resize_pos_if_needed(visual, sd, report)
+    return load_reported(visual, sd, report, strict)
+
+
+def load_reported(visual: torch.nn.Module, sd: Mapping[str, torch.Tensor], report: LoadReport,
+                  strict: bool) -> LoadReport:
+    """``visual.load_state_dict(sd, strict=False)``, missing / unexpected keys recorded in
+    ``report``; an incomplete load is logged, and raises when ``strict``."""
     try:
         result = visual.load_state_dict(sd, strict=False)
     except RuntimeError as err:
-        raise RuntimeError(f"{name}: shape mismatch loading the visual tower: {err}") from err
+        raise RuntimeError(
+            f"{report.source}: shape mismatch loading the visual tower: {err}") from err
     report.missing_keys = list(result.missing_keys)
     report.unexpected_keys = list(result.unexpected_keys)
     if report.ok:

@@ -26,6 +26,7 @@ from torch import nn
 from ...checkpoint import (
     LoadReport,
     detect_visual_layout,
+    load_reported,
     load_visual_weights,
     read_checkpoint,
     split_visual_state_dict,
@@ -173,19 +174,7 @@ def _load_direct(visual: nn.Module, vsd, name: str, layout: str, ignored, strict
     """A state dict already in the model's names (open_clip ``TimmModel`` layout) -> the tower,
     reported as ``load_visual_weights`` reports."""
     report = LoadReport(source=name, layout=layout, ignored=list(ignored))
-    result = visual.load_state_dict(vsd, strict=False)
-    report.missing_keys = list(result.missing_keys)
-    report.unexpected_keys = list(result.unexpected_keys)
-    if report.ok:
-        logger.info("loaded %s", report)
-    else:
-        logger.warning("incomplete load:\n%s", report)
-        if strict:
-            raise RuntimeError(
-                f"{report}\nThe checkpoint does not match the model; pass strict_load=False to "
-                "load it anyway."
-            )
-    return report
+    return load_reported(visual, vsd, report, strict)
 
 
 def load_tower_weights(
