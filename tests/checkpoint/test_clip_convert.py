@@ -12,12 +12,15 @@ from clipself.checkpoint import (
     UnsafeCheckpointError,
     eva_clip_to_timm,
     export_clipself_checkpoint,
+    has_eva_clip_layout,
     load_visual_weights,
     read_checkpoint,
     visual_to_clipself_state_dict,
 )
-from clipself.modeling import CLIPViT
+from clipself.modeling import CLIPViT, build_visual_tower
 from clipself.modeling import dense_ops as ops
+
+from tests.modeling.tiny_towers import TINY
 
 TEXT = {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
 
@@ -206,3 +209,16 @@ def test_eva02_b16_encode_image_equals_open_clip(eva_b16):
         assert ((out - ref).norm() / ref.norm()) < 1e-5
         dense = eva_b16.dense_features(torch.randn(1, 3, 160, 96))
     assert dense.shape == (1, 512, 10, 6)
+
+
+@pytest.mark.parametrize("family,expected", [
+    ("eva02", True), ("eva02e", False), ("pe", False), ("siglip", False), ("openai", False),
+    ("rn", False), ("convnext", False)])
+def test_only_authors_kind_of_eva_tower_is_written_in_the_eva_clip_layout(family, expected):
+    """EVA02-B/L towers go to the EVA-CLIP layout; PE-Core (attention pool), SigLIP, CNNs and the
+    fused-qkv EVA02-E keep open_clip's names, which their open_clip models load directly."""
+    visual = build_visual_tower(TINY[family])
+    assert has_eva_clip_layout(visual) is expected
+    sd = visual_to_clipself_state_dict(visual)
+    if not expected:
+        assert sd.keys() == {"visual." + k for k in visual.state_dict()}

@@ -1,20 +1,21 @@
-# CLIPSelf self-distillation (docs/distillation.md §1): student = trainable CLIP ViT (all blocks
-# unlocked; patch embedding, positional embedding, class token, final norm and head frozen),
-# teacher = a frozen copy of the same weights. Defaults: EVA02-CLIP-B/16 (open_clip tag of the
-# authors' base weights EVA02_CLIP_B_psz16_s8B; or pretrained="/path/EVA02_CLIP_B_psz16_s8B.pt").
+# CLIPSelf self-distillation (docs/distillation.md §1): student = trainable CLIP tower (all blocks
+# unlocked; patch embedding, positional embedding, class token, final norm and head frozen; any
+# open_clip model: CLIPTower builds the ViT or CNN tower of model_name), teacher = a frozen copy
+# of the same weights. Defaults: EVA02-CLIP-B/16 (open_clip tag of the authors' base weights
+# EVA02_CLIP_B_psz16_s8B; or pretrained="/path/EVA02_CLIP_B_psz16_s8B.pt").
 from detectron2.config import LazyCall as L
 
 from clipself.distill import CLIPSelf
-from clipself.modeling import CLIPViT
+from clipself.modeling import CLIPTower
 
 model = L(CLIPSelf)(
-    student=L(CLIPViT)(
+    student=L(CLIPTower)(
         model_name="EVA02-B-16",
         pretrained="merged2b_s8b_b131k",
         freeze="clipself",
         last_block_mode="v",
     ),
-    teacher=L(CLIPViT)(
+    teacher=L(CLIPTower)(
         model_name="${..student.model_name}",
         pretrained="${..student.pretrained}",
         freeze="all",

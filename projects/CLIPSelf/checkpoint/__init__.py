@@ -6,6 +6,7 @@ from .clip_convert import (
     detect_visual_layout,
     eva_clip_to_timm,
     export_clipself_checkpoint,
+    has_eva_clip_layout,
     load_reported,
     load_visual_weights,
     non_visual_state,

@@ -34,6 +34,7 @@ __all__ = [
     "detect_visual_layout",
     "eva_clip_to_timm",
     "timm_to_eva_clip",
+    "has_eva_clip_layout",
     "visual_to_clipself_state_dict",
     "load_visual_weights",
     "load_reported",
@@ -235,24 +236,37 @@ def _native_rope_table(trunk) -> Optional[torch.Tensor]:
     return torch.cat([sin, cos], dim=-1)
 
 
+def has_eva_clip_layout(visual: torch.nn.Module) -> bool:
+    """Whether the authors' EVA-CLIP layout (docs/checkpoints.md §2) can hold this tower: a timm
+    ``Eva`` trunk with separate q/k/v, a class-token head (no attention pool) and no extra
+    open_clip projection. EVA02-B/L towers qualify; PE-Core (attention pool, fused qkv), SigLIP
+    (timm ``VisionTransformer``) and CNN towers do not."""
+    if not _is_eva(visual) or type(visual.trunk).__name__ != "Eva":
+        return False
+    trunk = visual.trunk
+    head = getattr(visual, "head", None)
+    if head is not None and len(list(head.parameters())) > 0:
+        return False
+    if getattr(trunk, "attn_pool", None) is not None:
+        return False
+    return not any(".attn.qkv." in k for k in trunk.state_dict())
+
+
 def visual_to_clipself_state_dict(visual: torch.nn.Module) -> Dict[str, torch.Tensor]:
     """State dict of an open_clip visual tower in the authors' CLIPSelf layout (``visual.*``).
 
-    EVA towers (timm trunk) are written in the EVA-CLIP layout of docs/checkpoints.md §2 (with RoPE
-    buffers); OpenAI-style towers keep open_clip's names (what the authors' code uses for them).
+    EVA towers of the authors' kind (:func:`has_eva_clip_layout`) are written in the EVA-CLIP
+    layout of docs/checkpoints.md §2 (with RoPE buffers); every other tower (OpenAI-style ViTs,
+    SigLIP / PE-Core / other timm trunks, CNNs) keeps open_clip's own names (``visual.trunk.*``,
+    ``visual.head.*``, ``visual.attnpool.*``, ...), which ``open_clip.create_model`` and
+    ``CLIPTower(pretrained=...)`` load directly.
 
     Args:
         visual (nn.Module): ``CLIPViT.visual`` or an open_clip ``model.visual``.
     Returns:
         dict[str, Tensor]: keys prefixed with ``visual.``.
     """
-    if _is_eva(visual):
-        head = getattr(visual, "head", None)
-        if head is not None and len(list(head.parameters())) > 0:
-            raise ValueError(
-                "this EVA tower has an extra open_clip projection (visual.head); the authors' "
-                "layout has none"
-            )
+    if has_eva_clip_layout(visual):
         trunk = visual.trunk
         sd = timm_to_eva_clip(trunk.state_dict(), _native_rope_table(trunk), len(trunk.blocks))
     else:

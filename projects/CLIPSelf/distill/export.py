@@ -3,14 +3,15 @@ docs/checkpoints.md §2).
 
 ``model_final.pth`` of a CLIPSelf run holds ``student.*`` and ``teacher.*``. The export is
 ``alpha * student + (1 - alpha) * teacher`` for the visual tower, in the authors' CLIPSelf format
-``{"epoch", "name", "state_dict"}`` (``visual.*`` keys), plus the original text tower when given,
-so that ``CLIPViT(pretrained=out)`` and ``TextClassifier(pretrained=out)`` both load it.
+``{"epoch", "name", "state_dict"}`` (``visual.*`` keys; EVA02 towers in the EVA-CLIP layout, every
+other tower in open_clip's names), plus the original text tower when given,
+so that ``CLIPTower(pretrained=out)`` and ``TextClassifier(pretrained=out)`` both load it.
 """
 import logging
 from typing import Optional
 
 from ..checkpoint.clip_convert import export_clipself_checkpoint, read_checkpoint, unwrap_state_dict
-from ..modeling import CLIPViT
+from ..modeling import CLIPTower
 from .ensemble import ensemble_state_dicts
 
 __all__ = ["export_distilled"]
@@ -45,14 +46,14 @@ def export_distilled(
     student, teacher = _sub(sd, "student."), _sub(sd, "teacher.")
     if not student or not teacher:
         raise KeyError(f"{checkpoint} is not a CLIPSelf checkpoint (no student./teacher. keys)")
-    vit = CLIPViT(model_name)
-    vit.load_state_dict(ensemble_state_dicts(student, teacher, alpha))
+    tower = CLIPTower(model_name)
+    tower.load_state_dict(ensemble_state_dicts(student, teacher, alpha))
     extra = None
     if text_from:
         original = unwrap_state_dict(read_checkpoint(text_from))
         extra = {k: v for k, v in original.items() if not k.startswith("visual.")}
     ckpt = export_clipself_checkpoint(
-        vit.visual, output, extra_state=extra, name=f"clipself alpha={alpha}"
+        tower.visual, output, extra_state=extra, name=f"clipself alpha={alpha}"
     )
     logger.info(f"Exported alpha={alpha} ensemble of {checkpoint} to {output}")
     return ckpt

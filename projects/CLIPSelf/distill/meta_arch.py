@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
-from ..modeling.backbone.clip_vit import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD, CLIPViT
+from ..modeling.backbone.clip_vit import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
+from ..modeling.backbone.tower_base import CLIPTowerBase
 from ..modeling.dense_ops import pool_boxes, pool_masks
 from .ensemble import ensemble_state_dicts
 
@@ -34,8 +35,21 @@ def cosine_distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> to
     return 1.0 - cos.mean()
 
 
+def _check_mask_grid(masks: List[torch.Tensor], grid: tuple, image_side: int) -> None:
+    """The region masks must come at the dense grid (docs/region_evaluation.md §2); say which
+    config key sets it when they do not (e.g. a CNN tower, stride 32, under a ViT config)."""
+    for m in masks:
+        if m.numel() and tuple(m.shape[-2:]) != grid:
+            raise ValueError(
+                f"region masks are {tuple(m.shape[-2:])} but this tower's dense map of a "
+                f"{image_side} px image is {grid}: set dataloader.test.mapper.mask_size="
+                f"{grid[-1]} (image side / tower stride)"
+            )
+
+
 class CLIPSelf(nn.Module):
-    """Student = trainable :class:`CLIPViT`, teacher = frozen copy of the same weights.
+    """Student = a trainable CLIP tower (:func:`~clipself.modeling.CLIPTower`: a ViT or a CNN),
+    teacher = frozen copy of the same weights.
 
     Training (``model(batched_inputs)`` with records from :class:`CLIPSelfMapper`): the student's
     dense map is RoI-pooled over ``boxes`` and pulled towards the teacher's embeddings of ``crops``
@@ -47,8 +61,9 @@ class CLIPSelf(nn.Module):
     student).
 
     Args:
-        student (CLIPViT): the model being refined (freezing set by its own options).
-        teacher (CLIPViT): the same architecture and weights; frozen here.
+        student (CLIPViT or CLIPConvTower): the model being refined (freezing set by its own
+            options).
+        teacher (CLIPViT or CLIPConvTower): the same architecture and weights; frozen here.
         alpha (float): weight-ensembling factor for evaluation and export (0.7 B/16, 0.95 L/14).
         loss_weight (float): multiplier of the cosine loss.
         pixel_mean, pixel_std (tuple[float]): input normalisation in 0-255 units (CLIP's).
@@ -57,8 +72,8 @@ class CLIPSelf(nn.Module):
     def __init__(
         self,
         *,
-        student: CLIPViT,
-        teacher: CLIPViT,
+        student: CLIPTowerBase,
+        teacher: CLIPTowerBase,
         alpha: float = 1.0,
         loss_weight: float = 1.0,
         pixel_mean: Sequence[float] = CLIP_PIXEL_MEAN,
@@ -114,7 +129,7 @@ class CLIPSelf(nn.Module):
             pass
         return {"loss_clipself": loss * self.loss_weight}
 
-    def evaluated_model(self) -> CLIPViT:
+    def evaluated_model(self) -> CLIPTowerBase:
         """The model evaluated and exported: ``alpha * student + (1 - alpha) * teacher``.
 
         Built once per evaluation round (the cache is dropped when training resumes).
@@ -167,6 +182,7 @@ class CLIPSelf(nn.Module):
         stride = images.shape[-1] / dense.shape[-1]
         boxes = [x["boxes"].to(self.device).float() for x in batched_inputs]  # B x (R_i, 4)
         masks = [x["masks"].to(self.device) for x in batched_inputs]  # B x (R_i, h, w)
+        _check_mask_grid(masks, tuple(dense.shape[-2:]), images.shape[-1])
         box_feats = F.normalize(pool_boxes(dense, boxes, stride), dim=-1)  # (R, D)
         mask_feats = F.normalize(pool_masks(dense, masks), dim=-1)  # (R, D)
         sizes = [len(b) for b in boxes]

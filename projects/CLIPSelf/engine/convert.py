@@ -23,7 +23,7 @@ from ..checkpoint import (
     save_fvit_checkpoint,
     unwrap_state_dict,
 )
-from ..modeling import CLIPViT
+from ..modeling import CLIPTower, CLIPViT
 
 __all__ = ["convert_clip_checkpoint", "convert_fvit_checkpoint"]
 
@@ -40,13 +40,14 @@ def convert_clip_checkpoint(
 ) -> LoadReport:
     """Convert a CLIP/CLIPSelf checkpoint between the authors' and open_clip's layouts.
 
-    The visual tower is loaded into a :class:`~clipself.modeling.CLIPViT` of ``model_name``
+    The visual tower is loaded into the :func:`~clipself.modeling.CLIPTower` of ``model_name``
     (any supported input layout, see :func:`clipself.checkpoint.load_visual_weights`) and
     written back out:
 
     - ``to="open_clip"``: a flat open_clip state dict (``visual.trunk.*`` for EVA), loadable by
       ``CLIPViT(pretrained=dst)`` and, with the text keys, by ``open_clip.create_model``;
-    - ``to="clipself"``: the authors' ``{"epoch", "name", "state_dict"}`` with EVA-CLIP keys.
+    - ``to="clipself"``: the authors' ``{"epoch", "name", "state_dict"}``, EVA-CLIP keys for
+      EVA02 towers (open_clip's names for every other tower).
 
     Non-visual keys (``text.*``, ``logit_scale``) are copied verbatim when ``include_text``.
 
@@ -62,7 +63,7 @@ def convert_clip_checkpoint(
     if to not in ("open_clip", "clipself"):
         raise ValueError(f"to={to!r}; use 'open_clip' or 'clipself'")
     sd = unwrap_state_dict(read_checkpoint(src))
-    model = CLIPViT(model_name, pretrained=sd, strict_load=strict)
+    model = CLIPTower(model_name, pretrained=sd, strict_load=strict)
     report = model.load_report
     report.source = src
     extra = non_visual_state(sd) if include_text else {}
