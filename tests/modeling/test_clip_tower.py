@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from clipself.modeling import LAST_BLOCK_MODES, CLIPConvTower, CLIPTower, CLIPViT, TowerUnsupported
 from clipself.modeling import dense_ops as ops
+from clipself.modeling import pyramid_taps, tower_geometry
 from clipself.modeling.backbone.towers.timm_relpos import relpos_mlp_bias
 
 from tests.modeling.tiny_towers import CNN_FAMILIES, TINY, VIT_FAMILIES, randomize
@@ -283,3 +284,21 @@ def test_adapter_follows_copies():
             p.mul_(0.5)
         x = torch.randn(1, 3, 32, 32)
         assert (c.dense_features(x) - m.dense_features(x)).abs().max() > 1e-3
+
+
+def test_tower_geometry_and_pyramid_taps_follow_the_config():
+    """The paper's taps for 12 and 24 blocks; geometry read from open_clip configs (no weights)."""
+    assert pyramid_taps(12) == [3, 5, 7, 11] and pyramid_taps(24) == [6, 10, 14, 23]
+    for depth in range(4, 49):
+        taps = pyramid_taps(depth)
+        assert len(taps) == 4 and taps == sorted(set(taps)) and taps[-1] == depth - 1
+    with pytest.raises(ValueError, match="at least 4 blocks"):
+        pyramid_taps(3)
+    g = tower_geometry("ViT-B-16-SigLIP2-512")
+    assert (g.kind, g.family, g.stride, g.width, g.depth, g.embed_dim, g.image_size) == (
+        "transformer", "timm_vit", 16.0, 768, 12, 768, (512, 512))
+    g = tower_geometry("PE-Core-L-14-336")
+    assert (g.family, g.stride, g.depth, g.embed_dim, g.image_size) == (
+        "eva", 14.0, 24, 1024, (336, 336))
+    g = tower_geometry("RN50")
+    assert (g.kind, g.stride, g.width, g.embed_dim) == ("conv", 32.0, 2048, 1024)

@@ -12,7 +12,14 @@ from detectron2.modeling.proposal_generator import RPN
 from detectron2.modeling.roi_heads import FastRCNNConvFCHead
 
 from clipself.data import dataset_vocabulary
-from clipself.modeling import CLIPViT, FViTBackbone, FViTFPN, TextClassifier
+from clipself.modeling import (
+    CLIPViT,
+    FViTBackbone,
+    FViTFPN,
+    TextClassifier,
+    pyramid_taps,
+    tower_geometry,
+)
 from clipself.modeling.fvit import (
     FloatStrideROIPooler,
     FViT,
@@ -132,3 +139,17 @@ def set_clip_tower(
     text = model.roi_heads.box_predictor.vocabulary.text_encoder
     text.model_name = model_name
     text.pretrained = text_pretrained
+
+
+def set_clip_tower_of(model, *, model_name, pretrained, image_size, text_pretrained):
+    """`set_clip_tower` with the taps, patch and embedding dim read from the tower's open_clip
+    config (`tower_geometry`, `pyramid_taps`: [3, 5, 7, 11] for 12 blocks, [6, 10, 14, 23] for
+    24), for any ViT-family tower (SigLIP / SigLIP2, PE-Core, OpenCLIP, EVA02)."""
+    g = tower_geometry(model_name)
+    if g.kind != "transformer":
+        raise ValueError(f"F-ViT taps the blocks of a ViT; {model_name!r} is a {g.family} CNN")
+    set_clip_tower(
+        model, model_name=model_name, pretrained=pretrained, out_indices=pyramid_taps(g.depth),
+        patch=int(g.stride), embed_dim=g.embed_dim, image_size=image_size,
+        text_pretrained=text_pretrained,
+    )

@@ -7,11 +7,14 @@ from .backbone import (
     CLIPConvTower,
     CLIPTower,
     CLIPViT,
+    TowerGeometry,
     TowerUnsupported,
     FViTBackbone,
     FViTFPN,
     build_visual_tower,
+    pyramid_taps,
     resolve_model_config,
+    tower_geometry,
 )
 from .catseg import CATSeg
 from .dense_ops import LAST_BLOCK_MODES, pool_boxes, pool_masks

@@ -2,7 +2,14 @@
 with CLIPSelf dense features, or a CNN tower with MaskCLIP-style dense features; one adapter per
 family in ``towers``) and the simple feature pyramid that F-ViT and the panoptic head build on
 it."""
-from .clip_tower import CLIPConvTower, CLIPTower, tower_kind
+from .clip_tower import (
+    CLIPConvTower,
+    CLIPTower,
+    TowerGeometry,
+    pyramid_taps,
+    tower_geometry,
+    tower_kind,
+)
 from .clip_vit import CLIPViT
 from .tower_config import (
     CLIP_PIXEL_MEAN,

@@ -9,6 +9,7 @@ per dense cell), ``embed_dim``, and a Detectron2 ``forward`` of tapped maps.
 Shape shorthand: B images, C channels, D CLIP embedding dim, h/w dense grid (H / stride).
 """
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
@@ -22,7 +23,37 @@ from .tower_base import CLIPTowerBase
 from .tower_config import build_visual_tower, resolve_model_config
 from .towers import ConvTower, TowerUnsupported, TransformerTower, tower_adapter
 
-__all__ = ["CLIPTower", "CLIPConvTower", "tower_kind"]
+__all__ = ["CLIPTower", "CLIPConvTower", "TowerGeometry", "tower_kind", "tower_geometry",
+           "pyramid_taps"]
+
+
+@dataclass(frozen=True)
+class TowerGeometry:
+    """What the heads need to know of a tower, read from its open_clip config.
+
+    Attributes:
+        kind (str): "transformer" or "conv".
+        family (str): the adapter's family name ("openai", "timm_vit", "eva", ...).
+        stride (float): input pixels per dense cell (the patch size of a ViT).
+        width (int): channels of the tapped maps (ViT width; last-stage channels of a CNN).
+        depth (int): transformer blocks (CNN: stages).
+        embed_dim (int): D of the CLIP embedding.
+        image_size (tuple[int, int]): native input size.
+    """
+
+    kind: str
+    family: str
+    stride: float
+    width: int
+    depth: int
+    embed_dim: int
+    image_size: tuple
+
+
+def _adapter(model_name: Union[str, Mapping]):
+    _, cfg = resolve_model_config(model_name)
+    with torch.device("meta"):
+        return tower_adapter(build_visual_tower(cfg), int(cfg["embed_dim"]))
 
 
 def tower_kind(model_name: Union[str, Mapping]) -> str:
@@ -33,10 +64,37 @@ def tower_kind(model_name: Union[str, Mapping]) -> str:
     Raises:
         TowerUnsupported: for a tower family without a dense path (the message says why).
     """
-    _, cfg = resolve_model_config(model_name)
-    with torch.device("meta"):
-        adapter = tower_adapter(build_visual_tower(cfg), int(cfg["embed_dim"]))
-    return "transformer" if isinstance(adapter, TransformerTower) else "conv"
+    return "transformer" if isinstance(_adapter(model_name), TransformerTower) else "conv"
+
+
+def tower_geometry(model_name: Union[str, Mapping]) -> TowerGeometry:
+    """The :class:`TowerGeometry` of an open_clip model (built on the meta device, no weights):
+    what configs of F-ViT, the panoptic head and CAT-Seg take from the tower (taps, strides,
+    widths) instead of hard-coding them."""
+    tw = _adapter(model_name)
+    if isinstance(tw, TransformerTower):
+        grid = tuple(tw.pretrain_grid)
+        return TowerGeometry(
+            "transformer", tw.family, float(tw.patch_size), int(tw.width), len(tw.blocks),
+            tw.embed_dim, (grid[0] * tw.patch_size, grid[1] * tw.patch_size))
+    grid = tuple(tw.pretrain_grid)
+    return TowerGeometry(
+        "conv", tw.family, float(tw.stride), int(tw.stage_channels[-1]), len(tw.stage_strides),
+        tw.embed_dim, (grid[0] * tw.stride, grid[1] * tw.stride))
+
+
+def pyramid_taps(depth: int) -> List[int]:
+    """The 4 blocks F-ViT and the panoptic head tap for a ``depth``-block ViT (docs/fvit.md §2):
+    ``[d/4, d/4 + d/6, d/4 + d/3, d - 1]``, i.e. [3, 5, 7, 11] for 12 blocks (B/16) and
+    [6, 10, 14, 23] for 24 (L/14) as in the paper; other depths follow the same spacing."""
+    if depth < 4:
+        raise ValueError(f"a 4-level pyramid needs at least 4 blocks; the tower has {depth}")
+    taps = [depth // 4, depth // 4 + depth // 6, depth // 4 + depth // 3, depth - 1]
+    for i in range(1, 4):  # keep them distinct and increasing for shallow towers
+        taps[i] = max(taps[i], taps[i - 1] + 1)
+    if taps[-1] != depth - 1:
+        taps = list(range(depth - 4, depth))
+    return taps
 
 
 def CLIPTower(model_name: Union[str, Mapping], pretrained: Any = None, **options) -> CLIPTowerBase:
