@@ -1,9 +1,12 @@
 #!/usr/bin/env python
 """Benchmarks that print one JSON line each.
 
-``dense``: CLIPSelf dense features (``CLIPViT.dense_features``) plus box pooling, random weights::
+``dense``: CLIPSelf dense features (``CLIPTower(...).dense_features``, any open_clip tower:
+EVA02, OpenAI / OpenCLIP, SigLIP / SigLIP2, PE-Core, CoCa, CNNs) plus box pooling, random
+weights::
 
     python tools/benchmark.py dense --model EVA02-B-16 --size 1024 --dtype bf16 --reference
+    python tools/benchmark.py dense --model ViT-B-16-SigLIP2 --size 1024 --dtype fp32
 
 With ``--reference`` the same input is also run through a plain reference implementation
 (materialised softmax attention in every block, a Python loop over regions for pooling) and the
@@ -19,7 +22,7 @@ from typing import Callable, List, Optional
 
 import torch
 
-from clipself.modeling import CLIPViT
+from clipself.modeling import CLIPTower
 from clipself.modeling.dense_ops import pool_boxes, pool_boxes_reference
 
 
@@ -58,7 +61,7 @@ def bench_dense(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     dtype = None if args.dtype == "fp32" else args.dtype
     torch.manual_seed(0)
-    model = CLIPViT(
+    model = CLIPTower(
         args.model, pretrained=None, freeze="frozen", autocast_dtype=dtype,
         last_block_mode=args.mode,
     ).to(device)
@@ -70,10 +73,11 @@ def bench_dense(args: argparse.Namespace) -> dict:
 
     dense = model.dense_features(x)  # also a warm-up for the caches
     sec = _time(lambda: model.dense_features(x), args.repeats, args.warmup, device)
-    pool_sec = _time(lambda: pool_boxes(dense, boxes, model.patch_size), 3, 1, device)
+    pool_sec = _time(lambda: pool_boxes(dense, boxes, model.stride), 3, 1, device)
     result = {
         "bench": "dense",
         "model": model.model_name,
+        "family": model.tower.family,
         "size": args.size,
         "batch": args.batch,
         "dtype": args.dtype,
@@ -93,7 +97,7 @@ def bench_dense(args: argparse.Namespace) -> dict:
             torch.cuda.reset_peak_memory_stats(device)
         ref_dense = model.dense_features(x)
         ref_sec = _time(lambda: model.dense_features(x), args.repeats, 0, device)
-        ref_pool = _time(lambda: pool_boxes_reference(dense, boxes, model.patch_size), 1, 0, device)
+        ref_pool = _time(lambda: pool_boxes_reference(dense, boxes, model.stride), 1, 0, device)
         model.attn_impl = "sdpa"
         diff = (ref_dense - dense).abs().max().item()
         result["reference"] = {
@@ -110,7 +114,7 @@ def bench_dense(args: argparse.Namespace) -> dict:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("dense", help="CLIPViT.dense_features + pool_boxes throughput")
+    d = sub.add_parser("dense", help="CLIPTower.dense_features + pool_boxes throughput")
     d.add_argument("--model", default="EVA02-B-16", help="open_clip config name or .json file")
     d.add_argument("--size", type=int, default=1024, help="square input side in pixels")
     d.add_argument("--batch", type=int, default=1)
