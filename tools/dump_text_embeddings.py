@@ -12,6 +12,11 @@ Examples::
     python tools/dump_text_embeddings.py --model toy.json --pretrained toy.pt \\
         --names classes.json --templates single --no-background --output toy_text.npy
 
+    # SigLIP2 without access to the Hugging Face hub: its tokenizer saved to a folder first
+    # (docs/open_vocabulary.md §13)
+    python tools/dump_text_embeddings.py --model ViT-B-16-SigLIP2 --pretrained siglip2.bin \\
+        --tokenizer siglip2_tokenizer/ --names classes.json --output siglip2_text.pt
+
 ``.pt`` output: dict raw class name -> (D,) float32 tensor, "background" last (the authors'
 format); ``.npy`` output: a (K[+1], D) float32 array. Rows are unit-norm.
 """
@@ -24,7 +29,7 @@ from typing import List, Optional
 from detectron2.data import MetadataCatalog
 
 import clipself  # noqa: F401  (registers the project's datasets)
-from clipself.modeling import TextClassifier, save_text_embeddings
+from clipself.modeling import HubUnavailableError, TextClassifier, save_text_embeddings
 
 
 def read_class_names(path: str) -> list:
@@ -64,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--no-strict", action="store_true", help="tolerate missing text keys")
+    p.add_argument("--tokenizer", default=None,
+                   help="directory of a saved Hugging Face tokenizer (SigLIP, SigLIP2, CLIPA, "
+                        "...) for machines without access to the hub")
     return p
 
 
@@ -79,12 +87,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     clf = TextClassifier(
         args.model, pretrained=args.pretrained, templates=templates, cache_dir=args.cache_dir,
         device=args.device, batch_size=args.batch_size, strict_load=not args.no_strict,
+        tokenizer=args.tokenizer,
     )
     background = not args.no_background
-    emb = clf(names, background=background)
+    try:
+        emb = clf(names, background=background)
+    except HubUnavailableError as e:  # the message says how to work offline
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     save_text_embeddings(args.output, names, emb, background)
     print(f"wrote {args.output}: {emb.shape[0]} x {emb.shape[1]} "
           f"({len(names)} classes{' + background' if background else ''})")
+    bias = "" if clf.logit_bias is None else f", logit_bias {clf.logit_bias:.4g} (sigmoid scores)"
+    scale = "unknown" if clf.logit_scale is None else f"{clf.logit_scale:.4g}"
+    print(f"text tower: logit_scale {scale}{bias}")
     return 0
 
 

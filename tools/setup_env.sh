@@ -52,7 +52,7 @@ if [ ! -f "$VENV/.complete" ]; then
       "$tmp/sal_detectron2-$D2_VERSION-py3-none-any.whl" -r "$ROOT/requirements.txt"
     rm -rf "$tmp"
   fi
-  "$VENV/bin/python" -c "import torch, torchvision, detectron2, open_clip, fvcore, pycocotools, lvis, panopticapi, hydra"
+  "$VENV/bin/python" -c "import torch, torchvision, detectron2, open_clip, fvcore, pycocotools, lvis, panopticapi, hydra, transformers"
   touch "$VENV/.complete"
   log "environment ready in $(( $(date +%s) - start )) s"
 fi

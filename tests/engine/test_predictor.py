@@ -1,5 +1,6 @@
 """OpenVocabPredictor: any image, any vocabulary, for F-ViT, panoptic, CAT-Seg and CLIPSelf
 configs (random toy weights, no downloads)."""
+import dataclasses
 import os
 
 import numpy as np
@@ -124,6 +125,15 @@ def test_clipself_dense_and_region_features(scene):
     torch.testing.assert_close(feats, torch.nn.functional.normalize(ref, dim=-1))
     scores = p.classify_regions(scene, boxes, VOCAB)
     assert scores.shape == (2, 3) and float(scores.abs().max()) <= 1 + 1e-5
+    # probabilities as the text tower gives them: the toy CLIP is softmax-trained (no bias)
+    vocab = p.make_vocabulary(VOCAB)
+    assert vocab.logit_bias is None and vocab.logit_scale > 0
+    probs = p.classify_regions(scene, boxes, VOCAB, probabilities=True)
+    torch.testing.assert_close(probs, torch.softmax(vocab.logit_scale * scores, dim=-1))
+    siglip = dataclasses.replace(vocab, logit_scale=10.0, logit_bias=-2.0)
+    probs = p.classify_regions(scene, boxes, siglip, probabilities=True)
+    torch.testing.assert_close(probs, torch.sigmoid(10.0 * scores - 2.0))
+    assert probs.argmax(-1).tolist() == scores.argmax(-1).tolist()
     with pytest.raises(TypeError, match="CLIPSelf"):
         p(scene)
 

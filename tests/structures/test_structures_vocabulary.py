@@ -1,17 +1,21 @@
 """The one Vocabulary: validation, views, builders from stored embeddings or a text encoder,
-the cosine classifier and the synonym conventions."""
+the cosine classifier, the scores and the synonym conventions."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from clipself.structures import (
+    CLIP_LOGIT_SCALE,
     Vocabulary,
     build_vocabulary,
     class_synonyms,
     cosine_logits,
     parse_class_list,
     seen_by_synonyms,
+    vocabulary_scores,
 )
 
 D = 8
@@ -25,6 +29,38 @@ def test_cosine_logits_are_scaled_cosines():
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
     batched = cosine_logits(torch.randn(2, 3, 2), emb)  # (B, Q, D) queries
     assert batched.shape == (2, 3, 3) and float(batched.abs().max()) <= 1 + 1e-6
+
+
+def test_vocabulary_scores_sigmoid_with_a_bias_softmax_without():
+    cos = torch.tensor([[0.3, 0.1, -0.2], [0.05, 0.25, 0.0]])
+    # SigLIP: sigmoid(scale * cos + bias), each class on its own
+    sig = vocabulary_scores(cos, 10.0, -2.0)
+    assert sig[0, 0].item() == pytest.approx(1 / (1 + np.exp(-1.0)))  # 10 * 0.3 - 2 = 1
+    assert sig[1, 2].item() == pytest.approx(1 / (1 + np.exp(2.0)))
+    # CLIP: softmax(scale * cos) over the classes; scale 100 when unknown
+    soft = vocabulary_scores(cos, 50.0)
+    e = np.exp(50 * np.array([0.3, 0.1, -0.2]))
+    torch.testing.assert_close(soft[0], torch.tensor(e / e.sum(), dtype=torch.float32))
+    torch.testing.assert_close(soft.sum(-1), torch.ones(2))
+    assert CLIP_LOGIT_SCALE == 100.0
+    torch.testing.assert_close(vocabulary_scores(cos), torch.softmax(100 * cos, dim=-1))
+    # neither scale nor bias changes the argmax
+    assert sig.argmax(-1).tolist() == soft.argmax(-1).tolist() == cos.argmax(-1).tolist()
+    assert vocabulary_scores(cos.half(), 10.0, -2.0).dtype == torch.float32
+
+
+def test_vocabulary_logit_scale_and_bias():
+    v = Vocabulary(class_names=("a", "b"), embeddings=torch.eye(2))
+    assert v.logit_scale is None and v.logit_bias is None  # stored embeddings: unknown
+    s = dataclasses.replace(v, logit_scale=torch.tensor(10.0), logit_bias=torch.tensor([-2.0]))
+    assert type(s.logit_scale) is float and s.logit_scale == 10.0 and s.logit_bias == -2.0
+    cos = torch.tensor([[0.3, -0.1]])
+    torch.testing.assert_close(s.scores(cos), vocabulary_scores(cos, 10.0, -2.0))
+    torch.testing.assert_close(v.scores(cos), torch.softmax(100 * cos, dim=-1))
+    with pytest.raises(ValueError, match="multiplier"):
+        Vocabulary(class_names=("a",), embeddings=torch.ones(1, 2), logit_scale=-1.0)
+    with pytest.raises(ValueError, match="logit_bias must be a number"):
+        Vocabulary(class_names=("a",), embeddings=torch.ones(1, 2), logit_bias=torch.ones(2))
 
 
 def test_vocabulary_validates_and_defaults():
@@ -119,6 +155,24 @@ def test_builders_with_a_text_encoder():
     assert enc.calls[-1] == ("per_template", [["a"], ["b"], ["c"]], "imagenet")
     assert per.embeddings.shape == (3, 2, D) and per.background is None
     torch.testing.assert_close(per.embeddings.norm(dim=-1), torch.ones(3, 2))
+
+
+def test_builders_carry_the_encoders_logit_scale_and_bias():
+    enc = _Encoder()
+    assert build_vocabulary(["cat"], text_encoder=enc).logit_bias is None  # plain encoder
+    enc.logit_scale, enc.logit_bias = 117.3, -12.5  # a SigLIP TextClassifier's
+    v = build_vocabulary(["cat", "dog"], text_encoder=enc)
+    assert (v.logit_scale, v.logit_bias) == (117.3, -12.5)
+    per = build_vocabulary(["cat"], text_encoder=enc, per_template=True)
+    assert (per.logit_scale, per.logit_bias) == (117.3, -12.5)
+    given = build_vocabulary(["cat"], text_encoder=enc, logit_scale=20.0, logit_bias=-1.0)
+    assert (given.logit_scale, given.logit_bias) == (20.0, -1.0)
+    stored = build_vocabulary(["cat"], embeddings=torch.ones(1, D), background=False,
+                              text_encoder=enc)
+    assert stored.logit_scale is None and stored.logit_bias is None
+    stored = build_vocabulary(["cat"], embeddings=torch.ones(1, D), background=False,
+                              logit_scale=30.0)
+    assert stored.logit_scale == 30.0
 
 
 def test_synonyms_and_class_lists():

@@ -30,7 +30,13 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from ..data.clip_transforms import resize_longest_pad
-from ..structures import Vocabulary, build_vocabulary, class_synonyms, cosine_logits
+from ..structures import (
+    Vocabulary,
+    build_vocabulary,
+    class_synonyms,
+    cosine_logits,
+    vocabulary_scores,
+)
 from .checkpointer import Checkpointer
 from .config import apply_overrides, resolve_device
 
@@ -387,12 +393,25 @@ class OpenVocabPredictor:
         return self.model.region_features([square], [b])[0].cpu()
 
     @torch.no_grad()
-    def classify_regions(self, image: ImageLike, boxes, vocabulary: VocabularyLike
-                         ) -> torch.Tensor:
-        """(R, K) cosine similarities of :meth:`region_features` to a vocabulary's classes."""
+    def classify_regions(self, image: ImageLike, boxes, vocabulary: VocabularyLike, *,
+                         probabilities: bool = False) -> torch.Tensor:
+        """Classify boxes against a vocabulary with :meth:`region_features`.
+
+        Args:
+            image, boxes: see :meth:`region_features`.
+            vocabulary (Vocabulary or list[str]): the K classes.
+            probabilities (bool): return class probabilities as the text tower was trained to
+                give them (:func:`~clipself.structures.vocabulary_scores`: sigmoid with the
+                vocabulary's logit scale and bias for SigLIP towers, softmax otherwise;
+                docs/open_vocabulary.md §13) instead of cosine similarities. The argmax is the
+                same.
+        Returns:
+            Tensor: (R, K) cosine similarities, or probabilities.
+        """
         vocab = vocabulary if isinstance(vocabulary, Vocabulary) else self.make_vocabulary(
             vocabulary)
-        return cosine_logits(self.region_features(image, boxes), vocab.class_embeddings.float())
+        cos = cosine_logits(self.region_features(image, boxes), vocab.class_embeddings.float())
+        return vocabulary_scores(cos, vocab.logit_scale, vocab.logit_bias) if probabilities else cos
 
 
 def _to_cpu(output: Dict[str, Any]) -> Dict[str, Any]:

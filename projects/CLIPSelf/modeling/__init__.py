@@ -22,8 +22,10 @@ from .fvit import FViT
 from .open_vocab import (
     SINGLE_TEMPLATES,
     VILD_TEMPLATES,
+    HubUnavailableError,
     TextClassifier,
     build_text_tower,
+    build_tokenizer,
     class_prompts,
     encode_class_names,
     format_class_name,

@@ -23,6 +23,8 @@ __all__ = [
     "Vocabulary",
     "build_vocabulary",
     "cosine_logits",
+    "vocabulary_scores",
+    "CLIP_LOGIT_SCALE",
     "class_synonyms",
     "seen_by_synonyms",
     "parse_class_list",
@@ -54,6 +56,52 @@ def cosine_logits(
     """
     e = F.normalize(embeddings.to(features.dtype), dim=-1)
     return temperature * torch.matmul(F.normalize(features, dim=-1), e.t())
+
+
+#: the logit scale of a CLIP-trained tower whose own is unknown: the learned temperature is clipped
+#: at 100 (Radford et al. 2021, "Learning Transferable Visual Models From Natural Language
+#: Supervision", §2.5), where the released models end
+CLIP_LOGIT_SCALE = 100.0
+
+
+def vocabulary_scores(
+    logits_cos: torch.Tensor,
+    logit_scale: Optional[float] = None,
+    logit_bias: Optional[float] = None,
+) -> torch.Tensor:
+    """Class probabilities of cosine similarities, as the text tower was trained to give them
+    (docs/open_vocabulary.md §8, §13).
+
+    - With a bias (sigmoid-trained towers: SigLIP, Zhai et al. 2023, "Sigmoid Loss for Language
+      Image Pre-Training"): ``sigmoid(scale * cos + bias)``, each class on its own (rows need
+      not sum to 1).
+    - Without (CLIP's softmax contrastive loss): ``softmax(scale * cos)`` over the K classes.
+
+    The ranking, and so every argmax metric, does not depend on the scale or the bias.
+
+    Args:
+        logits_cos (Tensor): (..., K) cosine similarities (:func:`cosine_logits` with
+            temperature 1).
+        logit_scale (float): the tower's multiplier ``exp(logit_scale parameter)``; None:
+            :data:`CLIP_LOGIT_SCALE`.
+        logit_bias (float): the tower's sigmoid bias; None: softmax.
+    Returns:
+        Tensor: (..., K) probabilities in float32.
+    """
+    scale = CLIP_LOGIT_SCALE if logit_scale is None else float(logit_scale)
+    logits = scale * logits_cos.float()
+    if logit_bias is not None:
+        return torch.sigmoid(logits + float(logit_bias))
+    return logits.softmax(dim=-1)
+
+
+def _optional_float(value: Any, what: str) -> Optional[float]:
+    if value is None or isinstance(value, (int, float)):
+        return None if value is None else float(value)
+    value = torch.as_tensor(value)
+    if value.numel() != 1:
+        raise ValueError(f"{what} must be a number, got a tensor of shape {tuple(value.shape)}")
+    return float(value.reshape(-1)[0])
 
 
 def class_synonyms(name: str, *, clean: bool = False) -> List[str]:
@@ -144,6 +192,11 @@ class Vocabulary:
         synonyms (tuple[tuple[str]]): per class, the names that were embedded (and averaged).
         seen_mask (Tensor): (K,) bool, True for classes seen in training (base classes).
         thing_ids (tuple[int]): the class ids that are things (the rest are stuff).
+        logit_scale (float or None): the text tower's logit multiplier (``exp`` of the
+            checkpoint's ``logit_scale``); None when unknown (stored embeddings).
+        logit_bias (float or None): the sigmoid bias of sigmoid-trained towers (SigLIP); None
+            for CLIP-trained ones. Both only set how :func:`vocabulary_scores` turns cosines
+            into probabilities.
     """
 
     class_names: Tuple[str, ...]
@@ -152,6 +205,8 @@ class Vocabulary:
     synonyms: Tuple[Tuple[str, ...], ...] = ()
     seen_mask: torch.Tensor = None
     thing_ids: Tuple[int, ...] = None
+    logit_scale: Optional[float] = None
+    logit_bias: Optional[float] = None
 
     def __post_init__(self):
         names = tuple(str(n) for n in self.class_names)
@@ -183,8 +238,13 @@ class Vocabulary:
         bad = [i for i in things if not 0 <= i < K]
         if bad:
             raise ValueError(f"thing ids {bad[:5]} outside the vocabulary's 0..{K - 1}")
+        scale = _optional_float(self.logit_scale, "logit_scale")
+        if scale is not None and scale <= 0:
+            raise ValueError(f"logit_scale is a multiplier (exp of the parameter): got {scale}")
+        bias = _optional_float(self.logit_bias, "logit_bias")
         for key, value in (("class_names", names), ("embeddings", emb), ("synonyms", synonyms),
-                           ("seen_mask", seen), ("thing_ids", things)):
+                           ("seen_mask", seen), ("thing_ids", things), ("logit_scale", scale),
+                           ("logit_bias", bias)):
             object.__setattr__(self, key, value)
 
     # ------------------------------------------------------------------ sizes
@@ -224,6 +284,10 @@ class Vocabulary:
         bg = self.background if self.background.dim() == 1 else F.normalize(
             self.background.mean(dim=0), dim=-1)
         return torch.cat([self.class_embeddings, bg[None].to(self.embeddings.dtype)])
+
+    def scores(self, logits_cos: torch.Tensor) -> torch.Tensor:
+        """:func:`vocabulary_scores` with this vocabulary's logit scale and bias."""
+        return vocabulary_scores(logits_cos, self.logit_scale, self.logit_bias)
 
     # ------------------------------------------------------------------ splits
     @property
@@ -291,6 +355,8 @@ def build_vocabulary(
     per_template: bool = False,
     templates: Optional[Union[str, Sequence[str]]] = None,
     background: bool = True,
+    logit_scale: Optional[float] = None,
+    logit_bias: Optional[float] = None,
 ) -> Vocabulary:
     """A :class:`Vocabulary` from class names and either stored embeddings or a text encoder.
 
@@ -309,6 +375,9 @@ def build_vocabulary(
         per_template (bool): one embedding per prompt template (Cat-Seg).
         templates: the templates of ``per_template`` (None: the encoder's own).
         background (bool): also embed "background" (detectors classify it).
+        logit_scale, logit_bias (float): see :class:`Vocabulary`; None: the text encoder's
+            ``logit_scale`` / ``logit_bias`` attributes when it has them (a
+            :class:`~clipself.modeling.TextClassifier` does), else None.
     """
     names = tuple(str(n) for n in class_names)
     syn = tuple(tuple(s) for s in synonyms) if synonyms is not None else tuple((n,) for n in names)
@@ -329,5 +398,10 @@ def build_vocabulary(
         emb, bg = (emb[:-1], emb[-1]) if background else (emb, None)
     emb = F.normalize(torch.as_tensor(emb).float(), dim=-1)
     bg = None if bg is None else F.normalize(bg.float(), dim=-1)
+    if embeddings is None and logit_scale is None:  # the tower that embedded the names
+        logit_scale = getattr(text_encoder, "logit_scale", None)
+    if embeddings is None and logit_bias is None:
+        logit_bias = getattr(text_encoder, "logit_bias", None)
     return Vocabulary(class_names=names, embeddings=emb, background=bg, synonyms=syn,
-                      seen_mask=seen, thing_ids=things)
+                      seen_mask=seen, thing_ids=things, logit_scale=logit_scale,
+                      logit_bias=logit_bias)

@@ -12,13 +12,17 @@ from .templates import (
     get_templates,
 )
 from .text_classifier import (
+    HubUnavailableError,
     TextClassifier,
     build_text_tower,
+    build_tokenizer,
     class_prompts,
     embeddings_to_dict,
     encode_class_names,
     format_class_name,
+    initial_logit_params,
     load_text_weights,
+    logit_params,
     save_text_embeddings,
 )
 

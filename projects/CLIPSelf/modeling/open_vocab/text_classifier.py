@@ -6,6 +6,12 @@ ensemble), encoded by the CLIP text tower, L2-normalised, averaged and normalise
 (``open_clip.build_zero_shot_classifier``). A class may be a list of synonyms: their embeddings
 are averaged and normalised. An optional "background" row comes last. Results can be cached on
 disk, keyed by model, checkpoint, templates and names.
+
+Every open_clip text tower is built by open_clip itself (``_build_text_tower``) with the tokenizer
+of its config: OpenAI's BPE (``SimpleTokenizer``) for CLIP, OpenCLIP, EVA, PE-Core, MobileCLIP and
+CoCa, the Hugging Face tokenizer named by ``text_cfg["hf_tokenizer_name"]`` for SigLIP, SigLIP2,
+CLIPA and the multilingual towers (docs/open_vocabulary.md §13). The checkpoint's ``logit_scale``
+and SigLIP's ``logit_bias`` come along, for :func:`clipself.structures.vocabulary_scores`.
 """
 import copy
 import hashlib
@@ -13,14 +19,15 @@ import json
 import logging
 import os
 from collections import OrderedDict
+from contextlib import contextmanager
 from functools import partial
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
-from open_clip.model import _build_text_tower, convert_to_custom_text_state_dict
+from open_clip.model import _build_text_tower
 from open_clip.pretrained import download_pretrained, get_pretrained_cfg
 from open_clip.tokenizer import HFTokenizer, SimpleTokenizer
 from torch import nn
@@ -32,11 +39,15 @@ from .templates import get_templates
 
 __all__ = [
     "ClassNames",
+    "HubUnavailableError",
     "TextClassifier",
     "format_class_name",
     "class_prompts",
     "build_text_tower",
+    "build_tokenizer",
     "load_text_weights",
+    "logit_params",
+    "initial_logit_params",
     "encode_class_names",
     "embeddings_to_dict",
     "save_text_embeddings",
@@ -46,6 +57,19 @@ logger = logging.getLogger(__name__)
 
 #: A vocabulary: one entry per class, a name or a list of synonyms (the first names the class).
 ClassNames = Sequence[Union[str, Sequence[str]]]
+
+#: ``tokenizer=``: None (the config's own), a local directory (or hub id) of a saved Hugging Face
+#: tokenizer, or a tokenizer object ``tokenizer(texts) -> (N, L) LongTensor``
+TokenizerLike = Union[None, str, os.PathLike, Callable[..., torch.Tensor]]
+
+#: the text keys of open_clip's flat ``CLIP`` layout (custom-text models prefix them with "text.")
+_FLAT_TEXT_PREFIXES = (
+    "token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection",
+)
+
+#: open_clip's initial logit scale (before ``exp``): log(1 / 0.07), CLIP's initial temperature
+#: (Radford et al. 2021, §2.5)
+_INIT_LOGIT_SCALE = float(np.log(1 / 0.07))
 
 
 def format_class_name(name: str) -> str:
@@ -87,47 +111,187 @@ def _synonyms(entry: Union[str, Sequence[str]]) -> List[str]:
     return names
 
 
+class HubUnavailableError(RuntimeError):
+    """A tokenizer or text-model config that lives on the Hugging Face hub could not be fetched;
+    the message names it and how to give it from a local directory."""
+
+
+@contextmanager
+def _from_the_hub(what: str, hub_id: str, option: str):
+    """Turn a failed Hugging Face hub download into an error that says how to work offline
+    (docs/open_vocabulary.md §13)."""
+    try:
+        yield
+    except (OSError, ImportError) as e:
+        if isinstance(e, ImportError):
+            cause = "the transformers package is not installed (pip install transformers)"
+        else:
+            cause = f"it is not on this machine and the hub cannot be reached ({str(e).strip()})"
+        raise HubUnavailableError(
+            f"cannot load the {what} {hub_id!r} from the Hugging Face hub: {cause}.\n{option}"
+        ) from e
+
+
+def _tokenizer_help(hub_id: str) -> str:
+    return (
+        f"Save it on a machine with internet access, with\n"
+        f"    hf download {hub_id} --include \"tokenizer*\" --include \"special_tokens_map.json\" "
+        f"--include \"*.model\" --local-dir DIR\n"
+        f"or\n"
+        f"    python -c \"from transformers import AutoTokenizer; "
+        f"AutoTokenizer.from_pretrained('{hub_id}').save_pretrained('DIR')\"\n"
+        f"then copy DIR here and pass tokenizer=DIR (TextClassifier, build_text_tower, "
+        f"build_tokenizer) or --tokenizer DIR (tools/dump_text_embeddings.py); see "
+        f"docs/open_vocabulary.md §13."
+    )
+
+
+def build_tokenizer(model_name: Union[str, Mapping] = "EVA02-B-16",
+                    tokenizer: TokenizerLike = None) -> Any:
+    """The tokenizer of an open_clip model config (docs/open_vocabulary.md §13).
+
+    Args:
+        model_name (str or dict): as :class:`~clipself.modeling.CLIPViT`.
+        tokenizer: None: the config's own, as ``open_clip.get_tokenizer`` builds it (OpenAI BPE
+            or the Hugging Face tokenizer ``text_cfg["hf_tokenizer_name"]``, fetched from the
+            hub); a directory (or hub id) of a saved Hugging Face tokenizer, used with the
+            config's context length and ``tokenizer_kwargs``; or a tokenizer object, returned
+            as is.
+    Returns:
+        a callable ``tokenizer(texts) -> (N, context_length) LongTensor``.
+    Raises:
+        HubUnavailableError: a hub tokenizer that cannot be fetched (named, with the offline
+            option).
+    """
+    if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
+        if not callable(tokenizer):
+            raise TypeError(f"tokenizer: expected a directory or a callable, got "
+                            f"{type(tokenizer).__name__}")
+        return tokenizer
+    name, cfg = resolve_model_config(model_name)
+    text_cfg = dict(cfg.get("text_cfg", {}))
+    ctx = text_cfg.get("context_length", 77)
+    kwargs = dict(text_cfg.get("tokenizer_kwargs", {}))
+    mode = text_cfg.get("tokenizer_mode")
+    if tokenizer is not None:
+        source = os.fspath(tokenizer)
+        if os.path.isdir(source):  # offline: the files of a saved Hugging Face tokenizer
+            return HFTokenizer(source, context_length=ctx, tokenizer_mode=mode, **kwargs)
+        if os.path.isabs(source) or source.startswith(".") or os.path.exists(source):
+            raise FileNotFoundError(
+                f"tokenizer={source!r}: no such directory (give the folder a Hugging Face "
+                f"tokenizer was saved to){_hf_name_hint(text_cfg)}")
+        with _from_the_hub("tokenizer", source, _tokenizer_help(source)):  # a hub id
+            return HFTokenizer(source, context_length=ctx, tokenizer_mode=mode, **kwargs)
+    hf_name = text_cfg.get("hf_tokenizer_name")
+    with _from_the_hub("tokenizer", hf_name or name, _tokenizer_help(hf_name or name)):
+        if isinstance(model_name, str) and open_clip.get_model_config(model_name) is not None:
+            return open_clip.get_tokenizer(model_name)
+        if hf_name:
+            return HFTokenizer(hf_name, context_length=ctx, tokenizer_mode=mode, **kwargs)
+    return SimpleTokenizer(context_length=ctx, **kwargs)
+
+
+def _hf_name_hint(text_cfg: Mapping) -> str:
+    hf_name = text_cfg.get("hf_tokenizer_name")
+    return f"; this config's tokenizer is {hf_name!r}" if hf_name else ""
+
+
 def build_text_tower(
     model_name: Union[str, Mapping] = "EVA02-B-16",
+    tokenizer: TokenizerLike = None,
 ) -> Tuple[nn.Module, Any]:
     """Build (random init) the open_clip text tower of a model config and its tokenizer.
 
     Args:
         model_name (str or dict): as :class:`~clipself.modeling.CLIPViT`.
+        tokenizer: see :func:`build_tokenizer`.
     Returns:
-        tuple: (text tower module whose ``forward(tokens)`` is ``encode_text``, tokenizer).
+        tuple: (text tower module: ``forward(tokens)`` is ``encode_text``, or a tuple whose
+        first element is, for towers with ``output_tokens`` (CoCa); tokenizer).
     """
     name, cfg = resolve_model_config(model_name)
     text_cfg = dict(cfg.get("text_cfg", {}))
-    tower = _build_text_tower(cfg["embed_dim"], text_cfg, quick_gelu=cfg.get("quick_gelu", False))
-    ctx = text_cfg.get("context_length", 77)
-    if isinstance(model_name, str) and open_clip.get_model_config(model_name) is not None:
-        tokenizer = open_clip.get_tokenizer(model_name)
-    elif text_cfg.get("hf_tokenizer_name"):
-        tokenizer = HFTokenizer(text_cfg["hf_tokenizer_name"], context_length=ctx)
+    if text_cfg.get("hf_model_name"):
+        # a Hugging Face text model (RoBERTa, XLM-R, mT5, NLLB): random init here too; the
+        # weights come from the CLIP checkpoint
+        text_cfg.setdefault("hf_model_pretrained", False)
+        hub_id = text_cfg["hf_model_name"]
+        option = ("Give text_cfg['hf_model_name'] as a local directory holding the model's "
+                  f"config.json (hf download {hub_id} config.json --local-dir DIR).")
+        with _from_the_hub("text model config", hub_id, option):
+            tower = _build_text_tower(cfg["embed_dim"], text_cfg,
+                                      quick_gelu=cfg.get("quick_gelu", False))
     else:
-        tokenizer = SimpleTokenizer(context_length=ctx)
-    return tower, tokenizer
+        tower = _build_text_tower(cfg["embed_dim"], text_cfg,
+                                  quick_gelu=cfg.get("quick_gelu", False))
+    return tower, build_tokenizer(model_name, tokenizer)
 
 
-def load_text_weights(tower: nn.Module, source: Union[str, Mapping], strict: bool = True):
+def initial_logit_params(model_name: Union[str, Mapping]) -> Tuple[float, Optional[float]]:
+    """open_clip's initial (logit scale, logit bias) of a config, as ``create_model`` sets them.
+
+    Returns:
+        tuple: (``exp(init_logit_scale)``, 1/0.07 by default; ``init_logit_bias``, -10 for
+        SigLIP, None for CLIP-trained configs).
+    """
+    _, cfg = resolve_model_config(model_name)
+    bias = cfg.get("init_logit_bias")
+    scale = float(np.exp(cfg.get("init_logit_scale", _INIT_LOGIT_SCALE)))
+    return scale, None if bias is None else float(bias)
+
+
+def logit_params(state_dict: Mapping[str, Any]) -> Tuple[Optional[float], Optional[float]]:
+    """(logit scale, logit bias) of a full CLIP state dict (docs/open_vocabulary.md §13).
+
+    Args:
+        state_dict (dict): an unwrapped checkpoint; ``logit_scale`` holds the log of the scale,
+            ``logit_bias`` (SigLIP) the sigmoid bias.
+    Returns:
+        tuple: (``exp(logit_scale)`` or None, ``logit_bias`` or None) when a key is absent.
+    """
+    def scalar(key):
+        v = state_dict.get(key)
+        return None if v is None else float(torch.as_tensor(v).float().reshape(-1)[0])
+
+    log_scale, bias = scalar("logit_scale"), scalar("logit_bias")
+    return (None if log_scale is None else float(np.exp(log_scale))), bias
+
+
+def _text_state_dict(sd: Mapping[str, Any]) -> Tuple[Dict[str, Any], List[str]]:
+    """(text-tower keys without "text.", the other keys) of a CLIP state dict in either layout:
+    ``text.*`` (custom-text models: EVA, SigLIP, PE-Core, MobileCLIP, CoCa) or open_clip's flat
+    ``CLIP`` keys (``token_embedding``, ``transformer.*``, ...)."""
+    if any(k.startswith("text.") for k in sd):
+        keys = [k for k in sd if k.startswith("text.")]
+        text = {k[len("text."):]: sd[k] for k in keys}
+    else:
+        keys = [k for k in sd if k.startswith(_FLAT_TEXT_PREFIXES)]
+        text = {k: sd[k] for k in keys}
+    used = set(keys)
+    return text, [k for k in sd if k not in used]
+
+
+def load_text_weights(tower: nn.Module, source: Union[str, Mapping], strict: bool = True,
+                      name: Optional[str] = None):
     """Load the text-tower weights of a CLIP checkpoint into :func:`build_text_tower`'s module.
 
-    Accepts ``text.*`` keys (open_clip custom-text models, the authors' EVA-CLIP/CLIPSelf files)
-    and the flat layout of open_clip ``CLIP`` (``token_embedding``, ``transformer.*``, ...).
+    Accepts ``text.*`` keys (open_clip custom-text models: EVA, SigLIP, PE-Core, MobileCLIP,
+    CoCa; the authors' EVA-CLIP/CLIPSelf files) and the flat layout of open_clip ``CLIP``
+    (``token_embedding``, ``transformer.*``, ...). Other keys (``visual.*``, ``logit_scale``,
+    ``logit_bias``, CoCa's ``text_decoder.*``) are reported as ignored.
 
     Args:
         tower (nn.Module): the text tower.
         source (str or dict): checkpoint path or loaded checkpoint.
         strict (bool): raise on missing or unexpected text keys.
+        name (str): how the report names an in-memory ``source``.
     Returns:
         LoadReport
     """
-    name = source if isinstance(source, str) else "<state dict>"
+    name = source if isinstance(source, str) else (name or "<state dict>")
     sd = unwrap_state_dict(read_checkpoint(source) if isinstance(source, str) else source)
-    sd = convert_to_custom_text_state_dict(sd)
-    tsd = {k[len("text."):]: v for k, v in sd.items() if k.startswith("text.")}
-    ignored = [k for k in sd if not k.startswith("text.")]
+    tsd, ignored = _text_state_dict(sd)
     report = LoadReport(source=str(name), layout="text", ignored=ignored)
     if not tsd:
         raise ValueError(f"{name}: no text-tower keys (text.* or token_embedding/transformer.*)")
@@ -186,7 +350,10 @@ class _TextModel(nn.Module):
         self.tower = tower
 
     def encode_text(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        feats = self.tower(tokens).float()
+        feats = self.tower(tokens)
+        if isinstance(feats, (tuple, list)):  # (latent, token embeddings): CoCa's encode_text
+            feats = feats[0]
+        feats = feats.float()
         return F.normalize(feats, dim=-1) if normalize else feats
 
 
@@ -228,6 +395,9 @@ class TextClassifier:
 
         clf = TextClassifier("EVA02-B-16", pretrained="eva_vitb16_coco_clipself_patches.pt")
         emb = clf(["person", ["sofa", "couch"], "traffic_light"], background=True)  # (4, 512)
+        # SigLIP2 without the hub: the tokenizer saved to a folder (docs/open_vocabulary.md §13)
+        clf = TextClassifier("ViT-B-16-SigLIP2", pretrained="siglip2.bin", tokenizer="tok_dir")
+        clf.logit_scale, clf.logit_bias  # the checkpoint's exp(logit_scale) and logit_bias
     """
 
     def __init__(
@@ -241,6 +411,7 @@ class TextClassifier:
         device: Union[str, torch.device] = "cpu",
         batch_size: int = 256,
         strict_load: bool = True,
+        tokenizer: TokenizerLike = None,
     ):
         """
         Args:
@@ -253,6 +424,10 @@ class TextClassifier:
             device (str): where the text tower runs.
             batch_size (int): prompts per forward.
             strict_load (bool): raise on missing/unexpected text keys.
+            tokenizer: None (the config's own: OpenAI BPE, or the Hugging Face tokenizer of
+                ``text_cfg["hf_tokenizer_name"]`` fetched from the hub), a directory of a saved
+                Hugging Face tokenizer (offline), or a tokenizer object; see
+                :func:`build_tokenizer`.
         """
         self.model_name = model_name
         self.pretrained = pretrained
@@ -263,9 +438,38 @@ class TextClassifier:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.strict_load = strict_load
+        self.tokenizer = tokenizer
         self._tower = None
         self._tokenizer = None
+        self._logit: Optional[Tuple[Optional[float], Optional[float]]] = None
         self.load_report = None
+
+    @property
+    def logit_scale(self) -> Optional[float]:
+        """The text tower's logit multiplier ``exp(logit_scale)`` from the checkpoint (open_clip's
+        initial 1/0.07 for random weights); None when the checkpoint has no ``logit_scale``."""
+        if self._logit is None:
+            self._load_model()
+        return self._logit[0]
+
+    @property
+    def logit_bias(self) -> Optional[float]:
+        """SigLIP's sigmoid ``logit_bias`` from the checkpoint (the config's
+        ``init_logit_bias`` for random weights); None for CLIP-trained towers."""
+        if self._logit is None:
+            self._load_model()
+        return self._logit[1]
+
+    def _tokenizer_id(self) -> Optional[Any]:
+        """The tokenizer's part of the cache key: "" = the config's own; None = unknown (an
+        object)."""
+        t = self.tokenizer
+        if t is None:
+            return ""
+        if isinstance(t, (str, os.PathLike)):
+            t = os.fspath(t)
+            return os.path.abspath(t) if os.path.exists(t) else t
+        return None
 
     def _checkpoint_id(self) -> Optional[Any]:
         p = self.pretrained
@@ -279,10 +483,11 @@ class TextClassifier:
         return None  # an in-memory state dict has no stable identity
 
     def cache_key(self, class_names: ClassNames, background: bool) -> Optional[str]:
-        """SHA-1 of (model, checkpoint, templates, this_is, names, background); None if the
-        weights have no stable identity (random init or in-memory state dict)."""
-        ckpt = self._checkpoint_id()
-        if ckpt is None:
+        """SHA-1 of (model, checkpoint, templates, this_is, names, background, tokenizer); None if
+        the weights or the tokenizer have no stable identity (random init, in-memory state dict,
+        tokenizer object)."""
+        ckpt, tok = self._checkpoint_id(), self._tokenizer_id()
+        if ckpt is None or tok is None:
             return None
         name, cfg = resolve_model_config(self.model_name)
         payload = {
@@ -290,12 +495,15 @@ class TextClassifier:
             "this_is": self.this_is, "names": [_synonyms(e) for e in class_names],
             "background": bool(background),
         }
+        if tok:  # the config's own tokenizer keeps the keys of earlier caches
+            payload["tokenizer"] = tok
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def _load_model(self) -> None:
         if self._tower is not None:
             return
-        tower, tokenizer = build_text_tower(self.model_name)
+        tower, tokenizer = build_text_tower(self.model_name, self.tokenizer)
+        logit = initial_logit_params(self.model_name)
         if self.pretrained is not None:
             source = self.pretrained
             if isinstance(source, str) and not os.path.isfile(source):
@@ -305,7 +513,15 @@ class TextClassifier:
                         f"{self.model_name!r}"
                     )
                 source = download_pretrained(get_pretrained_cfg(self.model_name, source))
-            self.load_report = load_text_weights(tower, source, strict=self.strict_load)
+            name = source if isinstance(source, str) else None
+            sd = unwrap_state_dict(read_checkpoint(source) if isinstance(source, str) else source)
+            self.load_report = load_text_weights(tower, sd, strict=self.strict_load, name=name)
+            logit = logit_params(sd)
+            if logit[1] is None and initial_logit_params(self.model_name)[1] is not None:
+                logger.warning(
+                    "%s: no logit_bias in the checkpoint of a sigmoid-trained config; "
+                    "probabilities fall back to a softmax", name or "the state dict")
+        self._logit = logit
         self._tower = tower.to(self.device).eval()
         self._tokenizer = tokenizer
 
@@ -325,6 +541,8 @@ class TextClassifier:
         if path and os.path.isfile(path):
             cached = torch.load(path, map_location="cpu", weights_only=True)
             if cached.get("key") == key:
+                if self._logit is None and "logit" in cached:
+                    self._logit = tuple(cached["logit"])
                 return cached["embeddings"]
         self._load_model()
         names = list(class_names) + (["background"] if background else [])
@@ -334,7 +552,7 @@ class TextClassifier:
         if path:
             # parallel jobs (e.g. two F-ViT runs) may fill the same entry at once
             with atomic_path(path) as tmp:
-                torch.save({"key": key, "embeddings": emb}, tmp)
+                torch.save({"key": key, "embeddings": emb, "logit": list(self._logit)}, tmp)
         return emb
 
     __call__ = embed
