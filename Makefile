@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: env demo demo-seg test test-all lint clean
+.PHONY: env demo demo-seg demo-cnn test test-all lint clean
 
 env:
 	@bash tools/setup_env.sh
@@ -15,6 +15,11 @@ demo: env
 # runs `make demo` first when output/demo is missing)
 demo-seg: env
 	$(PY) tools/segmentation_paper.py --output output/demo_seg --demo output/demo $(DEMO_ARGS)
+
+# the paper's motivation: dense features of a toy CNN CLIP vs the toy ViT (docs/cnn_vs_vit.md;
+# reuses output/demo's world and toy ViT when present)
+demo-cnn: env
+	$(PY) tools/cnn_vs_vit.py --output output/demo_cnn --demo output/demo $(DEMO_ARGS)
 
 test: env lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -24,7 +24,6 @@ Usage::
     python tools/miniature_paper.py --output output/demo [--quick]
 """
 import argparse
-import hashlib
 import importlib.util
 import json
 import os
@@ -38,7 +37,7 @@ import torch
 from clipself.data.datasets.synthetic import prepare_world
 from clipself.distill import export_distilled
 from clipself.engine.runner import TrainNetJob, run_jobs
-from clipself.engine.toy_clip import train_toy_clip
+from clipself.engine.toy_clip import cached_toy_clip
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISTILL_CONFIG = "configs/Synthetic/clipself_toy_patches.py"
@@ -100,21 +99,7 @@ def stage_toy_clip(out: str, size: dict, seed: int) -> dict:
     """Train the toy CLIP once per settings; later runs reuse the cached checkpoint."""
     settings = dict(steps=size["clip_steps"], pool_scenes=size["clip_pool"], seed=seed,
                     eval_scenes=size["clip_eval"])
-    key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
-    folder = os.path.join(out, "toy_clip")
-    ckpt = os.path.join(folder, "toy_clip.pt")
-    info_path = os.path.join(folder, "toy_clip.json")
-    if os.path.exists(ckpt) and os.path.exists(info_path):
-        with open(info_path) as f:
-            info = json.load(f)
-        if info.get("key") == key:
-            _log(f"toy CLIP: reusing {ckpt} (zero-shot top-1 {info['zero_shot_top1']:.1f}%)")
-            return {"checkpoint": ckpt, **info}
-    result = train_toy_clip(ckpt, log=_log, **settings)
-    info = {"key": key, "settings": settings, **result}
-    with open(info_path, "w") as f:
-        json.dump(info, f, indent=2)
-    return {"checkpoint": ckpt, **info}
+    return cached_toy_clip(os.path.join(out, "toy_clip"), settings, log=_log)
 
 
 def _train_net(name: str, args: list, out_dir: str, env: dict) -> dict:

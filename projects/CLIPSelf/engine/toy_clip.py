@@ -6,18 +6,26 @@ tokenizer, context 32). After training it is saved as a plain open_clip state di
 real CLIP weights: ``open_clip.create_model("ToyCLIP-ViT-P8", pretrained=path)`` or
 ``CLIPViT(model_name="ToyCLIP-ViT-P8", pretrained=path)``.
 
+``ToyCLIP-RN`` is its CNN twin for the paper's CNN-vs-ViT comparison (the paper's section "CLIP
+Image and Dense Representation"; docs/cnn_vs_vit.md): an open_clip ModifiedResNet (stages
+[2, 2, 2, 2], width 11, attention pool; 0.84 M visual parameters like the ViT's 0.84 M) with the
+same text tower, trained by the same recipe (``train_toy_clip(..., model_name="ToyCLIP-RN")``:
+same pool, steps, batches, optimiser and schedule).
+
 Training pairs are generated in memory from scenes of a dedicated split (``"clip"``), disjoint
 from the world's train/val images: whole scenes with their captions, and object crops (box
 enlarged 1.1-2x, jittered) with "a photo of a {class}."-style captions. Novel classes are
 included: like web-scale CLIP, the toy CLIP has seen every concept; only the detectors are
 trained on base classes.
 """
+import hashlib
+import json
 import logging
 import math
 import multiprocessing as mp
 import os
 import time
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import open_clip
@@ -31,10 +39,15 @@ from ..data.clip_transforms import letterbox
 from ..evaluation.region_recognition import mean_class_accuracy
 from ..modeling.backbone.clip_vit import register_project_model_configs
 from ..synthetic.world import THING_CLASSES, generate_scene
+from ..utils.atomic import atomic_path
 
 __all__ = [
     "TOY_CLIP_NAME",
+    "TOY_CLIP_RN_NAME",
     "register_toy_clip_configs",
+    "toy_clip_cache_key",
+    "cached_toy_clip",
+    "pretraining_input_size",
     "build_pretraining_pool",
     "train_toy_clip",
     "object_crops",
@@ -45,6 +58,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TOY_CLIP_NAME = "ToyCLIP-ViT-P8"
+#: the CNN toy CLIP (ModifiedResNet), trained like ``TOY_CLIP_NAME``
+TOY_CLIP_RN_NAME = "ToyCLIP-RN"
 #: Captions of object crops during pre-training (one drawn at random per crop).
 CROP_TEMPLATES = (
     "a photo of a {}.",
@@ -190,9 +205,17 @@ def val_crops(seed: int, num_scenes: int, size: int = 64) -> Tuple[torch.Tensor,
     return torch.cat(crops), torch.tensor(labels, dtype=torch.long)
 
 
+def pretraining_input_size(visual) -> int:
+    """The pre-training input side of an open_clip visual tower (``image_size`` is an int for
+    ModifiedResNet, a pair for VisionTransformer)."""
+    size = getattr(visual, "image_size", 64)
+    return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+
 def train_toy_clip(
     output_path: str,
     *,
+    model_name: str = TOY_CLIP_NAME,
     steps: int = 600,
     batch_scenes: int = 32,
     batch_crops: int = 160,
@@ -206,17 +229,21 @@ def train_toy_clip(
 ) -> Dict[str, float]:
     """Train the toy CLIP and save its open_clip state dict to ``output_path``.
 
+    Args:
+        output_path (str): the checkpoint file.
+        model_name (str): the project's open_clip config (``TOY_CLIP_NAME``, the ViT, or
+            ``TOY_CLIP_RN_NAME``, the CNN); every other setting is the recipe, the same for any.
     Returns:
         dict: ``zero_shot_top1`` (%, val crops, 30 classes), ``final_loss``, ``seconds``.
     """
     register_toy_clip_configs()
     torch.manual_seed(seed)
     t_start = time.time()
-    model = open_clip.create_model(TOY_CLIP_NAME, pretrained=None)
-    tokenizer = open_clip.get_tokenizer(TOY_CLIP_NAME)
-    size = model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else 64
+    model = open_clip.create_model(model_name, pretrained=None)
+    tokenizer = open_clip.get_tokenizer(model_name)
+    size = pretraining_input_size(model.visual)
 
-    log(f"toy CLIP: generating {pool_scenes} pre-training scenes")
+    log(f"toy CLIP ({model_name}): generating {pool_scenes} pre-training scenes")
     pool = build_pretraining_pool(pool_scenes, seed=seed, size=size)
     templates = list(CROP_TEMPLATES)
     scene_tokens = tokenizer(pool["captions"])  # (N, ctx)
@@ -275,3 +302,61 @@ def train_toy_clip(
     acc = zero_shot_crop_accuracy(model, tokenizer, crops, labels, len(THING_CLASSES))
     log(f"toy CLIP: zero-shot top-1 on {len(labels)} val crops (x1.5 boxes): {acc:.1f}%")
     return {"zero_shot_top1": acc, "final_loss": loss_ema, "seconds": time.time() - t_start}
+
+
+def toy_clip_cache_key(settings: Mapping[str, Any], model_name: str = TOY_CLIP_NAME) -> str:
+    """The cache key of a toy CLIP: a hash of its training settings, plus its model config
+    unless it is the default ViT (so the key of the ViT checkpoint ``make demo`` caches does not
+    change).
+
+    Args:
+        settings (dict): the keyword arguments of :func:`train_toy_clip` that define the run.
+        model_name (str): the model config.
+    Returns:
+        str: 10 hex digits.
+    """
+    key = dict(settings)
+    if model_name != TOY_CLIP_NAME:
+        key["model_name"] = model_name
+    return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def cached_toy_clip(
+    folder: str,
+    settings: Mapping[str, Any],
+    *,
+    model_name: str = TOY_CLIP_NAME,
+    log: Callable[[str], None] = print,
+) -> Dict[str, Any]:
+    """Train a toy CLIP into ``folder/toy_clip.pt`` once per settings; later calls reuse it.
+
+    ``folder/toy_clip.json`` records the key, the settings and the training results; a
+    checkpoint whose key differs is trained again.
+
+    Args:
+        folder (str): where the checkpoint and its JSON live.
+        settings (dict): keyword arguments of :func:`train_toy_clip` (steps, pool_scenes, seed,
+            eval_scenes, ...).
+        model_name (str): the model config (``TOY_CLIP_NAME`` or ``TOY_CLIP_RN_NAME``).
+        log (callable): progress lines.
+    Returns:
+        dict: ``checkpoint`` (path), ``key``, ``settings``, ``zero_shot_top1``, ``final_loss``,
+        ``seconds`` (of the training run, also when reused); ``model_name`` for a non-default
+        model.
+    """
+    key = toy_clip_cache_key(settings, model_name)
+    ckpt = os.path.join(folder, "toy_clip.pt")
+    info_path = os.path.join(folder, "toy_clip.json")
+    if os.path.exists(ckpt) and os.path.exists(info_path):
+        with open(info_path) as f:
+            info = json.load(f)
+        if info.get("key") == key:
+            log(f"toy CLIP: reusing {ckpt} (zero-shot top-1 {info['zero_shot_top1']:.1f}%)")
+            return {"checkpoint": ckpt, **info}
+    result = train_toy_clip(ckpt, model_name=model_name, log=log, **settings)
+    info = {"key": key, "settings": dict(settings), **result}
+    if model_name != TOY_CLIP_NAME:
+        info["model_name"] = model_name
+    with atomic_path(info_path) as tmp, open(tmp, "w") as f:
+        json.dump(info, f, indent=2)
+    return {"checkpoint": ckpt, **info}
