@@ -1,11 +1,13 @@
 import copy
 
+import pytest
 import torch
 import torch.nn.functional as F
 from detectron2.utils.events import EventStorage
 
 from clipself.distill import CLIPSelf, cosine_distillation_loss, ensemble_state_dicts
-from clipself.modeling import CLIPViT
+from clipself.modeling import CLIPTower, CLIPViT
+from clipself.modeling.dense_ops import pool_boxes
 
 TEXT = {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
 VIT = {"name": "tiny-vit", "embed_dim": 32, "text_cfg": TEXT, "vision_cfg": {
@@ -149,3 +151,136 @@ def test_inference_on_images_whose_regions_were_all_filtered_out():
     mixed[1]["masks"] = torch.ones(2, 8, 8, dtype=torch.bool)
     out = model(mixed)
     assert [len(o["crops"]) for o in out] == [0, 2]
+
+
+# --- the image-level term (docs/distillation.md §10) ---------------------------------------
+
+RN = {"embed_dim": 32, "text_cfg": TEXT, "vision_cfg": {
+    "image_size": 32, "layers": [1, 1, 1, 1], "width": 16, "head_width": 8}}
+
+
+def _with_whole_images(batch, side=32):
+    g = torch.Generator().manual_seed(2)
+    for b in batch:
+        b["whole_image"] = torch.randint(0, 255, (3, side, side), generator=g, dtype=torch.uint8)
+    return batch
+
+
+def _perturbed_pair(**kwargs):
+    model = _pair()
+    model = CLIPSelf(student=model.student, teacher=model.teacher, alpha=0.7, **kwargs)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():  # student != teacher, so that the image-level term is not at its minimum
+        for p in model.student.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return model
+
+
+def _papers_step(model, batch):
+    """The paper's loss written out (docs/distillation.md §1), the reference for weight 0."""
+    images = model._normalize([x["image"] for x in batch])
+    dense = model.student.dense_features(images)
+    student = pool_boxes(dense, [x["boxes"].float() for x in batch],
+                         images.shape[-1] / dense.shape[-1])
+    with torch.no_grad():
+        crops = model._normalize([c for x in batch for c in x["crops"]])
+        teacher = model.teacher.encode_image(crops)
+    return cosine_distillation_loss(student, teacher)
+
+
+def test_global_weight_zero_is_the_papers_loss_bit_for_bit_and_runs_no_extra_forward():
+    model = _perturbed_pair(global_loss_weight=0.0, global_on_crops=True).train()
+    reference = copy.deepcopy(model)
+    calls = []
+    original = model.student.encode_image
+    model.student.encode_image = lambda x: calls.append(len(x)) or original(x)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    ref_opt = torch.optim.AdamW([p for p in reference.parameters() if p.requires_grad], lr=1e-2)
+    with EventStorage():
+        for step in range(3):
+            batch = _with_whole_images(_batch())  # the records may carry the whole image
+            losses = model(batch)
+            assert set(losses) == {"loss_clipself"}
+            ref = _papers_step(reference, batch)
+            assert torch.equal(losses["loss_clipself"], ref), step
+            for o, loss in ((opt, losses["loss_clipself"]), (ref_opt, ref)):
+                o.zero_grad()
+                loss.backward()
+                o.step()
+    assert calls == []  # the student's encode_image never ran
+    for (k, v), (_, w) in zip(model.state_dict().items(), reference.state_dict().items()):
+        assert torch.equal(v, w), k
+
+
+@pytest.mark.parametrize("on_crops", [False, True])
+def test_global_term_value_and_gradients_reach_the_student(on_crops):
+    model = _perturbed_pair(global_loss_weight=0.5, global_on_crops=on_crops).train()
+    batch = _with_whole_images(_batch())
+    with EventStorage():
+        losses = model(batch)
+    assert set(losses) == {"loss_clipself", "loss_global"}
+    with torch.no_grad():
+        whole = model._normalize([x["whole_image"] for x in batch])
+        expected = cosine_distillation_loss(model.student.encode_image(whole),
+                                            model.teacher.encode_image(whole))
+        if on_crops:
+            crops = model._normalize([c for x in batch for c in x["crops"]])
+            expected = 0.5 * (expected + cosine_distillation_loss(
+                model.student.encode_image(crops), model.teacher.encode_image(crops)))
+    assert losses["loss_global"].item() > 1e-4
+    assert torch.allclose(losses["loss_global"], 0.5 * expected, atol=1e-6)
+    # the paper's term is unchanged by the extra one
+    assert torch.equal(losses["loss_clipself"], _papers_step(model, batch))
+    losses["loss_global"].backward()
+    trainable = [p for p in model.student.parameters() if p.requires_grad]
+    assert all(p.grad is not None for p in trainable)
+    assert sum(p.grad.abs().sum() for p in trainable) > 0
+    assert all(p.grad is None for p in model.teacher.parameters())
+
+
+@pytest.mark.parametrize("tower", [VIT, RN], ids=["vit", "modified_resnet"])
+def test_global_term_trains_every_tower_family(tower):
+    torch.manual_seed(0)
+    student = CLIPTower(tower, freeze="clipself")
+    teacher = copy.deepcopy(student)
+    model = CLIPSelf(student=student, teacher=teacher, global_loss_weight=1.0,
+                     global_on_crops=True).train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    batch = _with_whole_images(_batch())
+    with EventStorage():
+        with torch.no_grad():
+            for p in model.student.parameters():
+                if p.requires_grad:
+                    p.add_(0.05 * torch.randn_like(p))
+        first = model(batch)["loss_global"]
+        for _ in range(5):
+            loss = model(batch)["loss_global"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert loss.item() < first.item()
+
+
+def test_global_term_without_whole_images_says_which_key_to_set():
+    model = _pair()
+    model = CLIPSelf(student=model.student, teacher=model.teacher, global_loss_weight=0.1).train()
+    with EventStorage(), pytest.raises(ValueError, match="mapper.whole_image_size"):
+        model(_batch())
+    with pytest.raises(ValueError, match=">= 0"):
+        CLIPSelf(student=model.student, teacher=model.teacher, global_loss_weight=-1.0)
+
+
+def test_inference_returns_the_evaluated_models_image_embedding():
+    model = _perturbed_pair().eval()
+    batch = _batch()
+    for b in batch:
+        b["masks"] = torch.ones(len(b["boxes"]), 8, 8, dtype=torch.bool)
+    assert all("image" not in o for o in model(batch))  # no whole image: no image output
+    out = model(_with_whole_images(batch))
+    whole = model._normalize([x["whole_image"] for x in batch])
+    expected = F.normalize(model.evaluated_model().encode_image(whole), dim=-1)  # alpha 0.7
+    assert [tuple(o["image"].shape) for o in out] == [(32,), (32,)]
+    assert torch.allclose(torch.stack([o["image"] for o in out]), expected, atol=1e-6)
+    student = F.normalize(model.student.encode_image(whole), dim=-1)
+    assert not torch.allclose(out[0]["image"], student[0], atol=1e-4)

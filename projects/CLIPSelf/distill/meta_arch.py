@@ -1,8 +1,9 @@
 """The CLIPSelf meta-architecture (docs/distillation.md §1): a trainable student, a frozen teacher,
 cosine loss.
 
-Shape shorthand: B images, R regions (all images), S student input side, C teacher crop side,
-D embedding dim, h x w the dense map.
+Shape shorthand: B images, R regions (all images), S student input side, C teacher crop side
+(= the tower's native input side, also that of the whole image of the image-level term), D
+embedding dim, h x w the dense map.
 """
 import copy
 from typing import Dict, List, Sequence
@@ -55,10 +56,17 @@ class CLIPSelf(nn.Module):
     dense map is RoI-pooled over ``boxes`` and pulled towards the teacher's embeddings of ``crops``
     (cosine loss, returned as ``{"loss_clipself": ...}``).
 
+    Optional image-level term (not in the paper; docs/distillation.md §10): with
+    ``global_loss_weight > 0`` the student's ``encode_image`` of the whole image (``whole_image``
+    of the records, letterboxed by the mapper to the native side C), and of the teacher crops when
+    ``global_on_crops``, is pulled towards the frozen teacher's embedding of the same input
+    (cosine), returned as ``"loss_global"``. With weight 0 (the default) nothing more is run.
+
     Inference (records from :class:`RegionEvalMapper`): returns, per image, the L2-normalised
     region features ``{"boxes": (R, D), "masks": (R, D), "crops": (R, D)}`` of the *evaluated*
     model: ``alpha * student + (1 - alpha) * teacher`` (docs/distillation.md §7; ``alpha=1`` is the
-    student).
+    student), plus ``"image": (D,)``, its embedding of the whole image, when the records carry
+    ``whole_image`` (docs/region_evaluation.md §8).
 
     Args:
         student (CLIPViT or CLIPConvTower): the model being refined (freezing set by its own
@@ -66,6 +74,9 @@ class CLIPSelf(nn.Module):
         teacher (CLIPViT or CLIPConvTower): the same architecture and weights; frozen here.
         alpha (float): weight-ensembling factor for evaluation and export (0.7 B/16, 0.95 L/14).
         loss_weight (float): multiplier of the cosine loss.
+        global_loss_weight (float): multiplier of the image-level term; 0 = the paper's loss.
+        global_on_crops (bool): the image-level term also covers the teacher crops (the student's
+            ``encode_image`` of each crop vs the teacher's embedding already computed for it).
         pixel_mean, pixel_std (tuple[float]): input normalisation in 0-255 units (CLIP's).
     """
 
@@ -76,6 +87,8 @@ class CLIPSelf(nn.Module):
         teacher: CLIPTowerBase,
         alpha: float = 1.0,
         loss_weight: float = 1.0,
+        global_loss_weight: float = 0.0,
+        global_on_crops: bool = False,
         pixel_mean: Sequence[float] = CLIP_PIXEL_MEAN,
         pixel_std: Sequence[float] = CLIP_PIXEL_STD,
     ):
@@ -85,6 +98,10 @@ class CLIPSelf(nn.Module):
         self.alpha = alpha
         self._cache = {}  # not a submodule: never saved, rebuilt per evaluation round
         self.loss_weight = loss_weight
+        if global_loss_weight < 0:
+            raise ValueError(f"global_loss_weight must be >= 0, got {global_loss_weight}")
+        self.global_loss_weight = global_loss_weight
+        self.global_on_crops = global_on_crops
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
 
@@ -127,7 +144,38 @@ class CLIPSelf(nn.Module):
             get_event_storage().put_scalar("clipself/num_regions", float(len(student)))
         except AssertionError:  # called outside a trainer (no event storage)
             pass
-        return {"loss_clipself": loss * self.loss_weight}
+        losses = {"loss_clipself": loss * self.loss_weight}
+        if self.global_loss_weight > 0:  # weight 0: no extra forward (the paper's loss)
+            losses["loss_global"] = self.global_loss_weight * self._global_loss(
+                batched_inputs, crops, teacher
+            )
+        return losses
+
+    def _global_loss(self, batched_inputs: List[Dict], crops: torch.Tensor,
+                     teacher_crops: torch.Tensor) -> torch.Tensor:
+        """The image-level term (docs/distillation.md §10): ``1 - mean cos`` between the
+        student's and the frozen teacher's ``encode_image`` of the whole images; with
+        ``global_on_crops`` the mean of that and the same over the teacher crops.
+
+        Args:
+            crops (Tensor): (R, 3, C, C) normalised teacher crops.
+            teacher_crops (Tensor): (R, D) the teacher's embeddings of ``crops``.
+        """
+        if "whole_image" not in batched_inputs[0]:
+            raise ValueError(
+                "model.global_loss_weight > 0 needs the whole image in the training records: "
+                "set dataloader.train.mapper.whole_image_size to the tower's native input side "
+                "(the crop size)"
+            )
+        whole = self._normalize([x["whole_image"] for x in batched_inputs])  # (B, 3, C, C)
+        student = self.student.encode_image(whole)  # (B, D)
+        with torch.no_grad():
+            teacher = self.teacher.encode_image(whole)  # (B, D)
+        loss = cosine_distillation_loss(student, teacher)
+        if self.global_on_crops:
+            student_crops = self.student.encode_image(crops)  # (R, D)
+            loss = 0.5 * (loss + cosine_distillation_loss(student_crops, teacher_crops))
+        return loss
 
     def evaluated_model(self) -> CLIPTowerBase:
         """The model evaluated and exported: ``alpha * student + (1 - alpha) * teacher``.
@@ -191,9 +239,15 @@ class CLIPSelf(nn.Module):
         else:
             crops = self._normalize([c for x in batched_inputs for c in x["crops"]])
             crop_feats = F.normalize(model.encode_image(crops), dim=-1)  # (R, D)
-        return [
+        outputs = [
             {"boxes": b, "masks": m, "crops": c}
             for b, m, c in zip(
                 box_feats.split(sizes), mask_feats.split(sizes), crop_feats.split(sizes)
             )
         ]
+        if "whole_image" in batched_inputs[0]:  # docs/region_evaluation.md §8
+            whole = self._normalize([x["whole_image"] for x in batched_inputs])  # (B, 3, C, C)
+            image_feats = F.normalize(model.encode_image(whole), dim=-1)  # (B, D)
+            for out, f in zip(outputs, image_feats):
+                out["image"] = f  # (D,)
+        return outputs
