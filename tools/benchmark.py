@@ -8,6 +8,15 @@ weights::
     python tools/benchmark.py dense --model EVA02-B-16 --size 1024 --dtype bf16 --reference
     python tools/benchmark.py dense --model ViT-B-16-SigLIP2 --size 1024 --dtype fp32
 
+``step``: one CLIPSelf training step (teacher crops, student dense map + RoI pooling, backward,
+AdamW), fp32 / bf16 / fp16, with its phases, FLOPs and the fraction of the matmul peak::
+
+    python tools/benchmark.py step --model ViT-B-16 --size 512 --boxes 8 --crop 224 --dtype bf16
+
+``peak``: the machine's measured matmul throughput per dtype (the denominator of ``step``)::
+
+    python tools/benchmark.py peak --dtype fp32 bf16
+
 With ``--reference`` the same input is also run through a plain reference implementation
 (materialised softmax attention in every block, a Python loop over regions for pooling) and the
 speed-ups are reported. Peak memory: the process's max RSS on the CPU (cumulative: the reference
@@ -22,6 +31,13 @@ from typing import Callable, List, Optional
 
 import torch
 
+from clipself.engine.benchmark import (
+    build_step_model,
+    fraction_of_peak,
+    matmul_peak,
+    synthetic_distill_batch,
+    time_step,
+)
 from clipself.modeling import CLIPTower
 from clipself.modeling.dense_ops import pool_boxes, pool_boxes_reference
 
@@ -81,7 +97,7 @@ def bench_dense(args: argparse.Namespace) -> dict:
         "size": args.size,
         "batch": args.batch,
         "dtype": args.dtype,
-        "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
+        "device": _device_name(device),
         "threads": torch.get_num_threads(),
         "last_block_mode": args.mode,
         "grid": list(dense.shape[-2:]),
@@ -111,6 +127,69 @@ def bench_dense(args: argparse.Namespace) -> dict:
     return result
 
 
+def _device_name(device: torch.device) -> str:
+    return str(device) if device.type != "cuda" else torch.cuda.get_device_name(device)
+
+
+def bench_step(args: argparse.Namespace) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    batch = synthetic_distill_batch(args.batch, args.size, args.boxes, args.crop)
+    model = build_step_model(args.model, device=args.device,
+                             grad_checkpointing=args.grad_checkpointing)
+    res = time_step(model, batch, dtype=args.dtype, steps=args.repeats, warmup=args.warmup,
+                    count_flops=not args.no_flops)
+    peak = matmul_peak(args.dtype, args.device, seconds=args.peak_seconds)
+    result = {
+        "bench": "step",
+        "model": args.model,
+        "family": model.student.tower.family,
+        "source": args.source,
+        "size": args.size,
+        "batch": args.batch,
+        "boxes_per_image": args.boxes,
+        "crop": args.crop,
+        "dtype": args.dtype,
+        "grad_checkpointing": args.grad_checkpointing,
+        "device": _device_name(device),
+        "threads": torch.get_num_threads(),
+        "seconds_per_step": round(res["seconds_per_step"], 4),
+        "phases": res["phases"],
+        "peak_mem_mb": res["peak_mem_mb"],
+        "tflop_per_step": None if res["flops"] is None else round(res["flops"] / 1e12, 4),
+        "matmul_peak_gflops": peak["gflops"],
+        "fraction_of_peak": fraction_of_peak(res["flops"], res["seconds_per_step"],
+                                             peak["gflops"]),
+        "losses": [round(x, 6) for x in res["losses"]],
+    }
+    if args.reference:
+        del model
+        ref = build_step_model(args.model, device=args.device, attn_impl="math")
+        r = time_step(ref, batch, dtype="fp32", steps=args.repeats, warmup=args.warmup,
+                      count_flops=False)
+        result["reference"] = {
+            "what": "fp32, materialised attention (attn_impl='math')",
+            "seconds_per_step": round(r["seconds_per_step"], 4),
+            "phases": r["phases"],
+            "losses": [round(x, 6) for x in r["losses"]],
+        }
+        result["speedup"] = round(r["seconds_per_step"] / res["seconds_per_step"], 2)
+    return result
+
+
+def bench_peak(args: argparse.Namespace) -> List[dict]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = []
+    for dtype in args.dtype:
+        row = matmul_peak(dtype, args.device, n=args.n, seconds=args.seconds)
+        row.update(bench="peak", device=_device_name(torch.device(args.device)),
+                   threads=torch.get_num_threads())
+        rows.append(row)
+    return rows
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -127,6 +206,32 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     d.add_argument("--reference", action="store_true",
                    help="also time the materialised-attention / per-region-loop reference")
+
+    default_device = "cuda" if torch.cuda.is_available() else "cpu"
+    st = sub.add_parser("step", help="one CLIPSelf training step, phases, FLOPs, peak fraction")
+    st.add_argument("--model", default="EVA02-B-16", help="open_clip config name or .json file")
+    st.add_argument("--source", choices=["patches", "proposals"], default="patches")
+    st.add_argument("--size", type=int, default=512, help="student input side in pixels")
+    st.add_argument("--batch", type=int, default=1, help="images per step")
+    st.add_argument("--boxes", type=int, default=8, help="regions (= teacher crops) per image")
+    st.add_argument("--crop", type=int, default=224, help="teacher crop side")
+    st.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
+    st.add_argument("--grad-checkpointing", action="store_true")
+    st.add_argument("--device", default=default_device)
+    st.add_argument("--repeats", type=int, default=2)
+    st.add_argument("--warmup", type=int, default=1)
+    st.add_argument("--threads", type=int, default=0)
+    st.add_argument("--no-flops", action="store_true", help="skip the FLOP-counting pass")
+    st.add_argument("--peak-seconds", type=float, default=2.0)
+    st.add_argument("--reference", action="store_true",
+                    help="also time the fp32 materialised-attention step")
+    pk = sub.add_parser("peak", help="measured matmul throughput per dtype")
+    pk.add_argument("--dtype", nargs="+", choices=["fp32", "bf16", "fp16"],
+                    default=["fp32", "bf16"])
+    pk.add_argument("--device", default=default_device)
+    pk.add_argument("--n", type=int, default=2048)
+    pk.add_argument("--seconds", type=float, default=2.0)
+    pk.add_argument("--threads", type=int, default=0)
     return p
 
 
@@ -134,6 +239,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "dense":
         print(json.dumps(bench_dense(args)), flush=True)
+    elif args.command == "step":
+        print(json.dumps(bench_step(args)), flush=True)
+    elif args.command == "peak":
+        for row in bench_peak(args):
+            print(json.dumps(row), flush=True)
     return 0
 
 

@@ -7,7 +7,7 @@ import torch
 from detectron2.structures import BoxMode
 from torchvision.ops import clip_boxes_to_image
 
-from ..clip_transforms import crop_letterboxed, resize_longest_pad
+from ..clip_transforms import crop_letterboxed, letterbox, resize_longest_pad
 from ..image_io import read_image_checked
 from ..regions import sample_grid_boxes, scale_boxes, select_proposals
 
@@ -30,7 +30,8 @@ class CLIPSelfMapper:
     Output dict: ``image`` uint8 (3, S, S) (longest side S, black padding right/bottom),
     ``boxes`` (R, 4) xyxy in ``image`` pixels (the tight regions, for the student),
     ``crops`` uint8 (R, 3, C, C) (letterboxed teacher crops), plus ``file_name``, ``image_id``,
-    ``height``, ``width``.
+    ``height``, ``width``; with ``whole_image_size`` also ``whole_image`` uint8 (3, C', C'), the
+    whole image letterboxed like a crop (for the image-level term, docs/distillation.md §10).
 
     Args:
         image_size (int): S, the student's square input (1024 for B/16, 896 for L/14).
@@ -41,6 +42,8 @@ class CLIPSelfMapper:
         crop_scale (float or None): teacher crop enlargement; default 1.0 (grid), 1.5 (proposals).
         min_size, max_size (float): proposal side limits (8, 1024): area outside
             ``[min_size^2, max_size^2]`` is dropped.
+        whole_image_size (int or None): C', the side of ``whole_image`` (the tower's native
+            input, i.e. ``crop_size``); None: no whole image (the paper's loss needs none).
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class CLIPSelfMapper:
         crop_scale: Optional[float] = None,
         min_size: float = 8.0,
         max_size: float = 1024.0,
+        whole_image_size: Optional[int] = None,
     ):
         if region_source not in ("grid", "proposals", "mixed"):
             raise ValueError(
@@ -69,6 +73,7 @@ class CLIPSelfMapper:
         self.crop_scale = crop_scale  # for proposals; grid cells are always cropped as they are
         self.min_size = min_size
         self.max_size = max_size
+        self.whole_image_size = whole_image_size
 
     def _grid(self, width: int, height: int, max_boxes: int) -> torch.Tensor:
         return sample_grid_boxes(width, height, max_split=self.max_split, max_boxes=max_boxes)
@@ -110,7 +115,7 @@ class CLIPSelfMapper:
         regions, scales = self._regions(record, width, height)  # (R, 4) original pixels, (R,)
         crop_boxes = clip_boxes_to_image(scale_boxes(regions, scales[:, None]), (height, width))
         student, scale = resize_longest_pad(image, self.image_size)
-        return {
+        out = {
             "file_name": record["file_name"],
             "image_id": record.get("image_id"),
             "height": height,
@@ -118,4 +123,8 @@ class CLIPSelfMapper:
             "image": student,
             "boxes": regions * scale,
             "crops": crop_letterboxed(image, crop_boxes, self.crop_size),
+            "crop_boxes": crop_boxes,
         }
+        if self.whole_image_size:
+            out["whole_image"] = letterbox(image, self.whole_image_size)
+        return out
