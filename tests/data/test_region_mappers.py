@@ -103,3 +103,46 @@ def test_distill_mapper_mixed_regions(tmp_path):
     # without annotations: grid cells only (no dummy proposal box)
     regions, scales = mixed._regions({"annotations": []}, 96, 64)
     assert 1 <= len(regions) <= 6 and (scales == 1).all()
+
+
+def _region_eval_record(tmp_path):
+    w, h = 80, 40
+    _image(w, h).save(tmp_path / "im.png")
+    pan = np.zeros((h, w), dtype=np.int64) + 7  # stuff segment 7 everywhere
+    pan[10:30, 20:40] = 9  # a thing
+    pan[0:2, 0:2] = 11  # a tiny thing (area 4 < 64): dropped as a region, present in the image
+    Image.fromarray(id2rgb(pan)).save(tmp_path / "pan.png")
+    return {
+        "file_name": str(tmp_path / "im.png"), "pan_seg_file_name": str(tmp_path / "pan.png"),
+        "image_id": 3,
+        "segments_info": [
+            {"id": 9, "category_id": 4, "isthing": True, "bbox": [20, 10, 20, 20]},
+            {"id": 7, "category_id": 2, "isthing": False, "bbox": [0, 0, 80, 40]},
+            {"id": 11, "category_id": 1, "isthing": True, "bbox": [0, 0, 2, 2]},
+        ],
+    }
+
+
+def test_mappers_whole_image_for_the_image_level_term_and_metric(tmp_path):
+    rec = _region_eval_record(tmp_path)
+    img = Image.open(rec["file_name"])
+    off = RegionEvalMapper(image_size=40, crop_size=16, mask_size=8)(rec)
+    assert "whole_image" not in off and "image_labels" not in off
+    on = RegionEvalMapper(image_size=40, crop_size=16, mask_size=8, max_regions=1,
+                          whole_image_size=16)(rec)
+    assert torch.equal(on["whole_image"], letterbox(img, 16))  # (3, 16, 16), centred
+    assert on["whole_image"][:, :4].eq(0).all() and on["whole_image"][:, 12:].eq(0).all()
+    # thing classes of all segments, sorted and unique, whatever max_regions and the size filter
+    assert on["image_labels"].tolist() == [1, 4] and on["labels"].tolist() == [4]
+    for k in ("image", "boxes", "masks", "crops", "labels", "isthing"):
+        assert torch.equal(on[k], RegionEvalMapper(
+            image_size=40, crop_size=16, mask_size=8, max_regions=1)(rec)[k]), k
+
+    torch.manual_seed(0)
+    plain = CLIPSelfMapper(image_size=48, crop_size=16)({"file_name": rec["file_name"]})
+    torch.manual_seed(0)
+    train = CLIPSelfMapper(image_size=48, crop_size=16, whole_image_size=16)(
+        {"file_name": rec["file_name"]})
+    assert "whole_image" not in plain
+    assert torch.equal(train["whole_image"], letterbox(img, 16))
+    assert all(torch.equal(plain[k], train[k]) for k in ("image", "boxes", "crops"))

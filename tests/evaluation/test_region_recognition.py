@@ -1,11 +1,17 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from detectron2.data import MetadataCatalog
 
-from clipself.evaluation import RegionRecognitionEvaluator, mean_class_accuracy
+from clipself.evaluation import (
+    RegionRecognitionEvaluator,
+    average_precision,
+    mean_average_precision,
+    mean_class_accuracy,
+)
 from clipself.structures import Vocabulary
 
 
@@ -78,3 +84,68 @@ def test_classes_without_regions_are_left_out_of_the_mean():
     topk = torch.tensor([[0], [1], [2]])
     assert mean_class_accuracy(topk, labels, 1, 4) == pytest.approx((50 + 100) / 2)
     assert math.isnan(mean_class_accuracy(topk[:0], labels[:0], 1, 4))
+
+
+def test_average_precision_by_hand():
+    # ranks 1..4: pos, neg, pos, neg -> precision at the positives 1 and 2/3
+    assert average_precision(np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 0, 1, 0])) == \
+        pytest.approx((1 + 2 / 3) / 2)
+    # the order of the input does not matter, only the scores
+    assert average_precision(np.array([0.7, 0.6, 0.9, 0.8]), np.array([1, 0, 1, 0])) == \
+        pytest.approx((1 + 2 / 3) / 2)
+    # a tie of one positive and one negative at the top is one threshold: precision 1/2
+    assert average_precision(np.array([0.5, 0.5, 0.1]), np.array([0, 1, 0])) == \
+        pytest.approx(0.5)
+    # last place: precision 1/3
+    assert average_precision(np.array([0.9, 0.8, 0.1]), np.array([0, 0, 1])) == \
+        pytest.approx(1 / 3)
+    assert math.isnan(average_precision(np.array([0.3, 0.2]), np.array([0, 0])))
+
+
+def test_mean_average_precision_skips_classes_without_positives():
+    scores = np.array([[0.9, 0.1, 0.5], [0.8, 0.2, 0.5], [0.1, 0.3, 0.5]])
+    targets = np.array([[1, 0, 0], [0, 0, 0], [1, 1, 0]], dtype=bool)
+    # class 0: ranks 1 (pos), 2 (neg), 3 (pos) -> (1 + 2/3) / 2; class 1: top -> 1; class 2 none
+    assert mean_average_precision(scores, targets) == pytest.approx(100 * ((1 + 2 / 3) / 2 + 1) / 2)
+    assert math.isnan(mean_average_precision(scores, np.zeros((3, 3), dtype=bool)))
+
+
+def test_evaluator_image_map_on_hand_made_embeddings():
+    name = "_test_region_eval_4cls_image"
+    _register(name, ["a", "b", "c", "d"])
+    ev = RegionRecognitionEvaluator(name, Vocabulary(tuple("abcd"), torch.eye(4)),
+                                    distributed=False)
+    e = torch.eye(4)
+    one = {"labels": torch.tensor([0]), "isthing": torch.tensor([True])}
+    feats = {"boxes": e[[0]], "masks": e[[0]], "crops": e[[0]]}
+    # image 1 holds things a, b; image 2 holds a; image 3 holds b and has no region left
+    empty = {"labels": torch.zeros(0, dtype=torch.long), "isthing": torch.zeros(0).bool()}
+    no_feats = {"boxes": e[:0], "masks": e[:0], "crops": e[:0]}
+    images = [
+        ({**one, "image_labels": torch.tensor([0, 1])},
+         {**feats, "image": F.normalize(e[0] + e[1], dim=0)}),
+        ({**one, "image_labels": torch.tensor([0])},
+         {**feats, "image": F.normalize(e[0] + 0.3 * e[1], dim=0)}),
+        ({**empty, "image_labels": torch.tensor([1])},
+         {**no_feats, "image": F.normalize(e[2] + 0.1 * e[1], dim=0)}),
+    ]
+    for inp, out in images:
+        ev.process([inp], [out])
+    res = ev.evaluate()["region_recognition"]
+    # a: images 2 (0.96) and 1 (0.71) on top -> AP 1; b: image 1 (0.71, +), image 2 (0.29, -),
+    # image 3 (0.10, +) -> (1 + 2/3) / 2; c, d are in no image -> left out
+    assert res["image_mAP"] == pytest.approx(100 * (1 + (1 + 2 / 3) / 2) / 2)
+    assert res["num_images"] == 3
+    assert res["boxes_top1"] == pytest.approx(100.0) and res["num_thing_regions"] == 2
+
+
+def test_evaluator_without_image_embeddings_reports_no_image_map():
+    name = "_test_region_eval_2cls_noimage"
+    _register(name, ["a", "b"])
+    ev = RegionRecognitionEvaluator(name, Vocabulary(tuple("ab"), torch.eye(2)), distributed=False)
+    e = torch.eye(2)
+    ev.process([{"labels": torch.tensor([1]), "isthing": torch.tensor([True])}],
+               [{"boxes": e[[1]], "masks": e[[1]], "crops": e[[0]]}])
+    res = ev.evaluate()["region_recognition"]
+    assert "image_mAP" not in res and "num_images" not in res
+    assert res["crops_top1"] == 0.0 and res["boxes_top1"] == 100.0

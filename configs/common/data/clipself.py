@@ -25,6 +25,7 @@ dataloader.train = L(build_train_loader)(
         crop_size=224,  # teacher crops, letterboxed
         region_source="grid",  # 24 grid choices, <= 20 cells per image
         max_boxes=20,
+        whole_image_size=None,  # the image-level term's input (docs/distillation.md §10): off
     ),
     total_batch_size=16,  # 8 GPUs x 2 images
     seed="${train.seed}",  # order and augmentations: exact resume, any number of GPUs
@@ -40,6 +41,8 @@ dataloader.test = L(build_detection_test_loader)(
         image_size="${...train.mapper.image_size}",
         crop_size="${...train.mapper.crop_size}",
         mask_size=64,  # image_size / patch
+        # the whole image at the tower's native side, for image_mAP (docs/region_evaluation.md §8)
+        whole_image_size="${.crop_size}",
     ),
     num_workers=4,
 )

@@ -22,4 +22,9 @@ model = L(CLIPSelf)(
     ),
     alpha=0.7,  # saved/evaluated weights = 0.7 * student + 0.3 * teacher (docs/distillation.md §7)
     loss_weight=1.0,
+    # the image-level term (not in the paper, docs/distillation.md §10): 0 = the paper's loss;
+    # > 0 also needs dataloader.train.mapper.whole_image_size (see
+    # configs/CLIPSelf/clipself_eva02_b16_coco_patches_global_6ep.py)
+    global_loss_weight=0.0,
+    global_on_crops=False,
 )

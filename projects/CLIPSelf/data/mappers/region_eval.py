@@ -1,6 +1,7 @@
 """Dataset mapper for region recognition (docs/region_evaluation.md §1): panoptic segments ->
 regions to classify."""
 import copy
+from typing import Optional
 
 import numpy as np
 import torch
@@ -9,7 +10,7 @@ from detectron2.structures import BoxMode
 from PIL import Image
 from torchvision.ops import clip_boxes_to_image, masks_to_boxes
 
-from ..clip_transforms import crop_letterboxed, resize_longest_pad
+from ..clip_transforms import crop_letterboxed, letterbox, resize_longest_pad
 from ..image_io import named_file_errors, read_image_checked
 from ..regions import scale_boxes
 
@@ -70,7 +71,11 @@ class RegionEvalMapper:
 
     Output dict: ``image`` uint8 (3, S, S); ``boxes`` (R, 4) xyxy in image pixels; ``masks``
     bool (R, m, m) with m = S / patch; ``crops`` uint8 (R, 3, C, C); ``labels`` (R,) contiguous
-    class ids (over ``stuff_classes``, i.e. all classes); ``isthing`` bool (R,).
+    class ids (over ``stuff_classes``, i.e. all classes); ``isthing`` bool (R,). With
+    ``whole_image_size``, for the image-level zero-shot metric (docs/region_evaluation.md §8):
+    ``whole_image`` uint8 (3, C', C'), the whole image letterboxed like a crop, and
+    ``image_labels`` (T,) the sorted contiguous ids of the thing classes of *all* the image's
+    segments (before the ``max_regions`` cut and the size filters).
 
     Args:
         image_size (int): S (1024 B/16, 896 L/14).
@@ -79,6 +84,8 @@ class RegionEvalMapper:
         max_regions (int): first N segments of an image (100).
         min_area, max_area (float): box-area limits (64, 1024^2).
         thing_crop_scale (float): enlargement of thing crops (1.5).
+        whole_image_size (int or None): C', the side of ``whole_image`` (the tower's native
+            input, i.e. ``crop_size``); None: no image-level outputs.
     """
 
     def __init__(
@@ -91,6 +98,7 @@ class RegionEvalMapper:
         min_area: float = 64.0,
         max_area: float = 1024.0**2,
         thing_crop_scale: float = 1.5,
+        whole_image_size: Optional[int] = None,
     ):
         self.image_size = image_size
         self.crop_size = crop_size
@@ -99,6 +107,7 @@ class RegionEvalMapper:
         self.min_area = min_area
         self.max_area = max_area
         self.thing_crop_scale = thing_crop_scale
+        self.whole_image_size = whole_image_size
 
     def __call__(self, record: dict) -> dict:
         from panopticapi.utils import rgb2id
@@ -141,7 +150,7 @@ class RegionEvalMapper:
         keep = (area >= self.min_area) & (area <= self.max_area) & masks.flatten(1).any(1)
 
         student, scale = resize_longest_pad(image, self.image_size)
-        return {
+        out = {
             "file_name": record["file_name"],
             "image_id": record.get("image_id"),
             "height": height,
@@ -153,3 +162,8 @@ class RegionEvalMapper:
             "labels": labels[keep],
             "isthing": isthing[keep],
         }
+        if self.whole_image_size:
+            out["whole_image"] = letterbox(image, self.whole_image_size)
+            things = {s["category_id"] for s in record["segments_info"] if s.get("isthing", True)}
+            out["image_labels"] = torch.tensor(sorted(things), dtype=torch.int64)
+        return out
