@@ -146,6 +146,8 @@ class CLIPConvTower(CLIPTowerBase):
         attn_impl: str = "sdpa",
         strict_load: bool = True,
         cache_dir: Optional[str] = None,
+        grad_checkpointing: bool = False,
+        norm_eval: bool = True,
     ):
         """
         Args:
@@ -166,6 +168,11 @@ class CLIPConvTower(CLIPTowerBase):
             attn_impl (str): "sdpa" or "math" for the attention-pool modes.
             strict_load (bool): raise when the checkpoint misses or adds visual keys.
             cache_dir (str): download directory for open_clip pretrained tags.
+            grad_checkpointing (bool): activation checkpointing per stage while training.
+            norm_eval (bool): keep BatchNorm layers in eval mode (running statistics; their
+                affine weights still train) when the tower trains: CLIPSelf's batches of 1-2
+                high-resolution images per device give poor batch statistics, and a
+                checkpointed stage would update them twice.
         """
         super().__init__()
         self._setup_tower(model_name, pretrained)
@@ -192,6 +199,8 @@ class CLIPConvTower(CLIPTowerBase):
         self.last_block_mode = last_block_mode
         self.gaussian_std = gaussian_std
         self.attn_impl = attn_impl
+        self.grad_checkpointing = grad_checkpointing
+        self.norm_eval = norm_eval
         self.depth = len(tw.stage_strides)
         self.pretrain_grid = tuple(tw.pretrain_grid)
         self.image_size = (self.pretrain_grid[0] * tw.stride, self.pretrain_grid[1] * tw.stride)
@@ -214,6 +223,15 @@ class CLIPConvTower(CLIPTowerBase):
 
         self._setup_weights(pretrained, strict_load, cache_dir)
         self._setup_freeze(freeze, unlocked_groups, self.depth)
+
+    def train(self, mode: bool = True):
+        """As :meth:`CLIPTowerBase.train`; with ``norm_eval`` BatchNorm layers stay in eval."""
+        super().train(mode)
+        if self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
 
     # ------------------------------------------------------------------ structure
     @property
@@ -266,7 +284,8 @@ class CLIPConvTower(CLIPTowerBase):
         H, W = x.shape[-2:]
         ops.check_image_size(H, W, self.tower.stride)
         self.tower.check_size(H, W)
-        return self.tower.forward_stages(x, taps)
+        ckpt = self.grad_checkpointing and self.training and torch.is_grad_enabled()
+        return self.tower.forward_stages(x, taps, checkpoint=ckpt)
 
     def _dense_from_map(self, fmap: torch.Tensor) -> torch.Tensor:
         grid = fmap.shape[-2:]

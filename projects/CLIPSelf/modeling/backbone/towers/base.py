@@ -23,6 +23,7 @@ D CLIP embedding dim, h/w grid.
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 __all__ = ["TowerUnsupported", "RopeSpec", "TransformerTower", "ConvTower"]
@@ -138,6 +139,13 @@ class TransformerTower:
         raise NotImplementedError
 
 
+def run_stage(stage: nn.Module, x: torch.Tensor, checkpoint: bool) -> torch.Tensor:
+    """``stage(x)``, with activation checkpointing when ``checkpoint``."""
+    if checkpoint:
+        return torch.utils.checkpoint.checkpoint(stage, x, use_reentrant=False)
+    return stage(x)
+
+
 class ConvTower:
     """Protocol of a CNN / hybrid adapter.
 
@@ -166,10 +174,11 @@ class ConvTower:
         raise NotImplementedError
 
     def forward_stages(
-        self, x: torch.Tensor, taps: Sequence[int] = ()
+        self, x: torch.Tensor, taps: Sequence[int] = (), checkpoint: bool = False
     ) -> Tuple[torch.Tensor, Dict[int, torch.Tensor]]:
         """Run the trunk: (B, 3, H, W) -> (the un-pooled map (B, C, h, w) the head pools,
-        {stage index: (B, C_i, H/s_i, W/s_i)} for the stages in ``taps``)."""
+        {stage index: (B, C_i, H/s_i, W/s_i)} for the stages in ``taps``); ``checkpoint``:
+        recompute each stage's activations in the backward pass (:func:`run_stage`)."""
         raise NotImplementedError
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ from open_clip.modified_resnet import ModifiedResNet
 from torch import nn
 
 from ... import dense_ops as ops
-from .base import ConvTower, TowerUnsupported
+from .base import ConvTower, TowerUnsupported, run_stage
 
 __all__ = ["ModifiedResNetTower"]
 
@@ -58,13 +58,13 @@ class ModifiedResNetTower(ConvTower):
         self.num_heads = int(v.attnpool.num_heads)
 
     def forward_stages(
-        self, x: torch.Tensor, taps: Sequence[int] = ()
+        self, x: torch.Tensor, taps: Sequence[int] = (), checkpoint: bool = False
     ) -> Tuple[torch.Tensor, Dict[int, torch.Tensor]]:
         v = self.visual
         x = v.stem(x)
         out = {}
         for i, layer in enumerate((v.layer1, v.layer2, v.layer3, v.layer4)):
-            x = layer(x)
+            x = run_stage(layer, x, checkpoint)
             if i in taps:
                 out[i] = x
         return x, out

@@ -28,7 +28,7 @@ from timm.models.fastvit import FastVit
 from timm.models.swin_transformer import SwinTransformer
 from torch import nn
 
-from .base import ConvTower, TowerUnsupported
+from .base import ConvTower, TowerUnsupported, run_stage
 
 __all__ = ["TimmCNNTower"]
 
@@ -87,13 +87,13 @@ class TimmCNNTower(ConvTower):
         return t.patch_embed, t.layers, t.norm
 
     def forward_stages(
-        self, x: torch.Tensor, taps: Sequence[int] = ()
+        self, x: torch.Tensor, taps: Sequence[int] = (), checkpoint: bool = False
     ) -> Tuple[torch.Tensor, Dict[int, torch.Tensor]]:
         stem, stages, final = self._stage_modules()
         x = stem(x)
         out = {}
         for i, stage in enumerate(stages):
-            x = stage(x)
+            x = run_stage(stage, x, checkpoint)
             if i in taps:
                 out[i] = x.permute(0, 3, 1, 2) if self._nhwc else x
         x = final(x)
