@@ -75,3 +75,22 @@ def test_embed_before_bind_is_an_error():
         assert "bind" in str(err)
     else:
         raise AssertionError("embed() without bind() must fail")
+
+
+def test_memory_bound_evicts_to_disk_and_reads_back(tmp_path):
+    teacher = nn.Linear(4, 4)
+    table = torch.randn(4, 8)
+    keys, images = ["a", "b", "c", "d"], ["i0", "i1", "i2", "i3"]
+    cache = TeacherCache(str(tmp_path), max_images=2)
+    cache.bind(teacher)
+    cache.embed(images, keys, lambda idx: table[idx])
+    assert len(cache) == 2  # two images' entries in memory, all four on disk
+    calls = []
+    assert torch.equal(cache.embed(images, keys, _compute_counter(table, calls)), table)
+    assert calls == []
+    try:
+        TeacherCache(None, max_images=2)
+    except ValueError as err:
+        assert "directory" in str(err)
+    else:
+        raise AssertionError("max_images without a directory must fail")

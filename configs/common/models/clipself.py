@@ -27,4 +27,6 @@ model = L(CLIPSelf)(
     # configs/CLIPSelf/clipself_eva02_b16_coco_patches_global_6ep.py)
     global_loss_weight=0.0,
     global_on_crops=False,
+    # reuse the teacher's crop embeddings across epochs (proposal configs; docs/performance.md §2)
+    teacher_cache=None,
 )

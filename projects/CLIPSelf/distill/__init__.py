@@ -2,3 +2,4 @@
 from .ensemble import ensemble_state_dicts
 from .export import export_distilled
 from .meta_arch import CLIPSelf, cosine_distillation_loss
+from .teacher_cache import TeacherCache

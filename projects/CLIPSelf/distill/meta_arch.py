@@ -6,7 +6,7 @@ Shape shorthand: B images, R regions (all images), S student input side, C teach
 embedding dim, h x w the dense map.
 """
 import copy
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,7 @@ from ..modeling.backbone.clip_vit import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
 from ..modeling.backbone.tower_base import CLIPTowerBase
 from ..modeling.dense_ops import pool_boxes, pool_masks
 from .ensemble import ensemble_state_dicts
+from .teacher_cache import TeacherCache, crop_keys
 
 __all__ = ["CLIPSelf", "cosine_distillation_loss"]
 
@@ -77,6 +78,10 @@ class CLIPSelf(nn.Module):
         global_loss_weight (float): multiplier of the image-level term; 0 = the paper's loss.
         global_on_crops (bool): the image-level term also covers the teacher crops (the student's
             ``encode_image`` of each crop vs the teacher's embedding already computed for it).
+        teacher_cache (TeacherCache or None): reuse the teacher's crop embeddings across
+            epochs (region proposals; docs/performance.md §2); bound to the teacher's weights
+            at the first training step, after any checkpoint was loaded. Needs ``crop_boxes``
+            in the records (``CLIPSelfMapper`` gives them).
         pixel_mean, pixel_std (tuple[float]): input normalisation in 0-255 units (CLIP's).
     """
 
@@ -89,6 +94,7 @@ class CLIPSelf(nn.Module):
         loss_weight: float = 1.0,
         global_loss_weight: float = 0.0,
         global_on_crops: bool = False,
+        teacher_cache: Optional[TeacherCache] = None,
         pixel_mean: Sequence[float] = CLIP_PIXEL_MEAN,
         pixel_std: Sequence[float] = CLIP_PIXEL_STD,
     ):
@@ -102,6 +108,7 @@ class CLIPSelf(nn.Module):
             raise ValueError(f"global_loss_weight must be >= 0, got {global_loss_weight}")
         self.global_loss_weight = global_loss_weight
         self.global_on_crops = global_on_crops
+        self.teacher_cache = teacher_cache
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
 
@@ -132,13 +139,12 @@ class CLIPSelf(nn.Module):
             return self.inference(batched_inputs)
         images = self._normalize([x["image"] for x in batched_inputs])  # (B, 3, S, S)
         boxes = [x["boxes"].to(self.device).float() for x in batched_inputs]  # B x (R_i, 4)
-        crops = self._normalize([c for x in batched_inputs for c in x["crops"]])  # (R, 3, C, C)
+        raw_crops = [c for x in batched_inputs for c in x["crops"]]  # R x (3, C, C) uint8
 
         dense = self.student.dense_features(images)  # (B, D, h, w)
         stride = images.shape[-1] / dense.shape[-1]
         student = pool_boxes(dense, boxes, stride)  # (R, D)
-        with torch.no_grad():
-            teacher = self.teacher.encode_image(crops)  # (R, D)
+        teacher = self.teacher_embeddings(batched_inputs, raw_crops)  # (R, D)
         loss = cosine_distillation_loss(student, teacher)
         try:
             get_event_storage().put_scalar("clipself/num_regions", float(len(student)))
@@ -146,10 +152,45 @@ class CLIPSelf(nn.Module):
             pass
         losses = {"loss_clipself": loss * self.loss_weight}
         if self.global_loss_weight > 0:  # weight 0: no extra forward (the paper's loss)
+            crops = self._normalize(raw_crops) if self.global_on_crops else None
             losses["loss_global"] = self.global_loss_weight * self._global_loss(
                 batched_inputs, crops, teacher
             )
         return losses
+
+    @torch.no_grad()
+    def teacher_embeddings(self, batched_inputs: List[Dict], raw_crops: List[torch.Tensor]
+                           ) -> torch.Tensor:
+        """The frozen teacher's ``encode_image`` of the crops, (R, D); with a teacher cache only
+        crops never seen before are embedded (docs/performance.md §2).
+
+        Args:
+            raw_crops (list[Tensor]): R uint8 (3, C, C) crops, in record order.
+        """
+        cache = self.teacher_cache
+        if cache is None:
+            return self.teacher.encode_image(self._normalize(raw_crops))
+        if any("crop_boxes" not in x for x in batched_inputs):
+            raise ValueError(
+                "model.teacher_cache needs crop_boxes in the training records (CLIPSelfMapper "
+                "gives them); set model.teacher_cache=None for another mapper"
+            )
+        if cache.namespace is None:
+            cache.bind(self.teacher)
+        images, keys = [], []
+        for x in batched_inputs:
+            k = crop_keys(str(x["file_name"]), x["crop_boxes"], x["crops"].shape[-1])
+            keys += k
+            images += [str(x["file_name"])] * len(k)
+        out = cache.embed(images, keys, lambda idx: self.teacher.encode_image(
+            self._normalize([raw_crops[i] for i in idx])))
+        try:
+            storage = get_event_storage()
+            storage.put_scalar("clipself/teacher_cache_hit_rate",
+                               cache.hits / max(cache.hits + cache.misses, 1))
+        except AssertionError:  # called outside a trainer (no event storage)
+            pass
+        return out.to(self.device)
 
     def _global_loss(self, batched_inputs: List[Dict], crops: torch.Tensor,
                      teacher_crops: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ rarely repeat, so the cache is meant for ``region_source="proposals"``.
 """
 import hashlib
 import os
+from collections import OrderedDict
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
@@ -53,15 +54,22 @@ class TeacherCache:
     Args:
         directory (str or None): where to keep entries across runs (None: memory only).
         dtype (torch.dtype): storage dtype of the embeddings (float32: exact).
+        max_images (int or None): with a directory, keep the entries of at most this many
+            recently used images in memory (the others are read back from disk when needed);
+            None = all. COCO with 20 proposals of a B/16 teacher is about 5 GB in float32.
     """
 
-    def __init__(self, directory: Optional[str] = None, dtype: torch.dtype = torch.float32):
+    def __init__(self, directory: Optional[str] = None, dtype: torch.dtype = torch.float32,
+                 max_images: Optional[int] = None):
+        if max_images is not None and directory is None:
+            raise ValueError("max_images evicts entries to disk: give a directory too")
         self.directory = directory
         self.dtype = dtype
+        self.max_images = max_images
         self.namespace: Optional[str] = None
         self._mem: Dict[str, torch.Tensor] = {}
         self._keys_of: Dict[str, set] = {}  # image -> its keys (what its disk file holds)
-        self._loaded_images = set()
+        self._loaded_images: "OrderedDict[str, None]" = OrderedDict()  # least recent first
         self.hits = 0
         self.misses = 0
 
@@ -80,10 +88,17 @@ class TeacherCache:
         name = hashlib.sha1(image_key.encode()).hexdigest()
         return os.path.join(self.directory, self.namespace, name[:2], name + ".pt")
 
+    def _evict(self) -> None:
+        while self.max_images is not None and len(self._loaded_images) > self.max_images:
+            old, _ = self._loaded_images.popitem(last=False)
+            for k in self._keys_of.pop(old, ()):
+                self._mem.pop(k, None)
+
     def _load_image(self, image_key: str) -> None:
         if image_key in self._loaded_images:
+            self._loaded_images.move_to_end(image_key)
             return
-        self._loaded_images.add(image_key)
+        self._loaded_images[image_key] = None
         path = self._file(image_key)
         if path and os.path.isfile(path):
             stored = torch.load(path, map_location="cpu", weights_only=True)
@@ -140,4 +155,5 @@ class TeacherCache:
         out = torch.stack(rows).to(device=device, dtype=out_dtype)
         if fresh is not None:  # the computed rows exactly as computed (no dtype round trip)
             out[missing] = fresh.detach().to(out_dtype)
+        self._evict()
         return out
