@@ -95,6 +95,12 @@ def build_trainer(args, cfg):
 
     cfg.optimizer.params.model = model
     optim = instantiate(cfg.optimizer)
+    compile_opts = cfg.train.get("compile", {}) or {}
+    if compile_opts.get("enabled", False):
+        # in place (nn.Module.compile): parameters and checkpoint keys stay the model's own
+        model.compile(mode=compile_opts.get("mode", None))
+        logger.info("torch.compile: the model's forward is compiled (mode=%s)",
+                    compile_opts.get("mode", None))
 
     train_loader = instantiate(cfg.dataloader.train)
     model = create_ddp_model(model, **cfg.train.ddp)

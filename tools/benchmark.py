@@ -138,6 +138,12 @@ def bench_step(args: argparse.Namespace) -> dict:
     batch = synthetic_distill_batch(args.batch, args.size, args.boxes, args.crop)
     model = build_step_model(args.model, device=args.device,
                              grad_checkpointing=args.grad_checkpointing)
+    compile_sec = None
+    if args.compile:
+        model.compile()
+        t0 = time.perf_counter()
+        time_step(model, batch, dtype=args.dtype, steps=1, warmup=0, count_flops=False)
+        compile_sec = round(time.perf_counter() - t0, 1)  # the first step compiles
     res = time_step(model, batch, dtype=args.dtype, steps=args.repeats, warmup=args.warmup,
                     count_flops=not args.no_flops)
     peak = matmul_peak(args.dtype, args.device, seconds=args.peak_seconds)
@@ -152,6 +158,8 @@ def bench_step(args: argparse.Namespace) -> dict:
         "crop": args.crop,
         "dtype": args.dtype,
         "grad_checkpointing": args.grad_checkpointing,
+        "compile": args.compile,
+        "first_step_seconds_with_compile": compile_sec,
         "device": _device_name(device),
         "threads": torch.get_num_threads(),
         "seconds_per_step": round(res["seconds_per_step"], 4),
@@ -217,6 +225,7 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--crop", type=int, default=224, help="teacher crop side")
     st.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
     st.add_argument("--grad-checkpointing", action="store_true")
+    st.add_argument("--compile", action="store_true", help="torch.compile the model first")
     st.add_argument("--device", default=default_device)
     st.add_argument("--repeats", type=int, default=2)
     st.add_argument("--warmup", type=int, default=1)

@@ -7,13 +7,14 @@ import torch
 from detectron2.config import LazyCall as L
 
 from clipself.modeling.catseg import catseg_param_groups
+from clipself.solver import adamw
 
 from ..common.data.semseg import dataloader
 from ..common.models.catseg import model
 from ..common.schedules import warmup_cosine
 from ..common.train import train
 
-optimizer = L(torch.optim.AdamW)(
+optimizer = L(adamw)(  # torch.optim.AdamW, fused kernels on CUDA
     params=L(catseg_param_groups)(
         base_lr="${..lr}", weight_decay="${..weight_decay}", clip_multiplier=0.01
     ),

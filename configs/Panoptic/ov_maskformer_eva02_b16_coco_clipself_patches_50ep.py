@@ -8,14 +8,14 @@ import torch
 
 from detectron2.config import LazyCall as L
 
-from clipself.solver import build_param_groups
+from clipself.solver import adamw, build_param_groups
 
 from ..common.data.panoptic import dataloader
 from ..common.models.ov_maskformer import model
 from ..common.schedules import warmup_multistep
 from ..common.train import train
 
-optimizer = L(torch.optim.AdamW)(
+optimizer = L(adamw)(  # torch.optim.AdamW, fused kernels on CUDA
     params=L(build_param_groups)(
         weight_decay="${..weight_decay}", no_decay_keywords=["norm", "bias"],
         no_decay_ndim_below=2,

@@ -23,4 +23,7 @@ train = dict(
     log_period=20,
     seed=0,
     cudnn_benchmark=False,
+    # torch.compile of the model's forward (nn.Module.compile: checkpoint keys unchanged). Off by
+    # default: measured on this project's CPU step in docs/performance.md §4, not assumed faster.
+    compile=dict(enabled=False, mode=None),
 )

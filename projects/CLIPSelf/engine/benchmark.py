@@ -19,6 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..distill import CLIPSelf
 from ..modeling import CLIPTower
+from ..solver import adamw, build_param_groups
 
 __all__ = [
     "DTYPES",
@@ -123,10 +124,9 @@ def _timed_method(obj, name: str, totals: Dict[str, float], key: str, device: to
         delattr(obj, name)  # back to the class's method
 
 
-def _optimizer(model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    fused = device.type == "cuda"  # fused AdamW kernels exist for CUDA tensors
-    return torch.optim.AdamW(params, lr=1e-5, weight_decay=0.1, fused=fused or None)
+def _optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The training configs' AdamW (fused kernels on CUDA)."""
+    return adamw(build_param_groups(model, weight_decay=0.1), lr=1e-5, weight_decay=0.1)
 
 
 def time_step(
@@ -146,7 +146,7 @@ def time_step(
         and backward, from ``torch.utils.flop_counter``) and ``peak_mem_mb``.
     """
     device = model.device
-    opt = optimizer or _optimizer(model, device)
+    opt = optimizer or _optimizer(model)
     amp = dtype != "fp32"
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == "fp16")
 
