@@ -17,6 +17,11 @@ AdamW), fp32 / bf16 / fp16, with its phases, FLOPs and the fraction of the matmu
 
     python tools/benchmark.py peak --dtype fp32 bf16
 
+``all``: every figure of the README's performance tables, each in its own process (clean peak
+memory), one JSON line per figure appended to ``--output``; on a GPU in a few minutes::
+
+    python tools/benchmark.py all --device cuda --output benchmark_cuda.jsonl
+
 With ``--reference`` the same input is also run through a plain reference implementation
 (materialised softmax attention in every block, a Python loop over regions for pooling) and the
 speed-ups are reported. Peak memory: the process's max RSS on the CPU (cumulative: the reference
@@ -24,7 +29,9 @@ figure includes the main run), ``torch.cuda.max_memory_allocated`` on a GPU.
 """
 import argparse
 import json
+import os
 import resource
+import subprocess
 import sys
 import time
 from typing import Callable, List, Optional
@@ -136,8 +143,11 @@ def bench_step(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     batch = synthetic_distill_batch(args.batch, args.size, args.boxes, args.crop)
+    if args.cache and args.source != "proposals":
+        raise SystemExit("--cache is for --source proposals (grid cells rarely repeat)")
     model = build_step_model(args.model, device=args.device,
-                             grad_checkpointing=args.grad_checkpointing)
+                             grad_checkpointing=args.grad_checkpointing,
+                             teacher_cache=args.cache)
     compile_sec = None
     if args.compile:
         model.compile()
@@ -152,6 +162,7 @@ def bench_step(args: argparse.Namespace) -> dict:
         "model": args.model,
         "family": model.student.tower.family,
         "source": args.source,
+        "teacher_cache": args.cache,
         "size": args.size,
         "batch": args.batch,
         "boxes_per_image": args.boxes,
@@ -177,7 +188,7 @@ def bench_step(args: argparse.Namespace) -> dict:
         r = time_step(ref, batch, dtype="fp32", steps=args.repeats, warmup=args.warmup,
                       count_flops=False)
         result["reference"] = {
-            "what": "fp32, materialised attention (attn_impl='math')",
+            "what": "fp32, materialised attention (attn_impl='math'), no teacher cache",
             "seconds_per_step": round(r["seconds_per_step"], 4),
             "phases": r["phases"],
             "losses": [round(x, 6) for x in r["losses"]],
@@ -196,6 +207,60 @@ def bench_peak(args: argparse.Namespace) -> List[dict]:
                    threads=torch.get_num_threads())
         rows.append(row)
     return rows
+
+
+#: group -> argument lists of the README's figures (B/16 step: 1 image at 512 px, 8 regions,
+#: 224 px crops; dense maps at 1024 px; memory: the paper's training shapes with 20 regions, 1 and
+#: 2 images)
+STEP = ["--size", "512", "--boxes", "8", "--crop", "224"]
+FIGURES = {
+    "peak": [["peak", "--dtype", "fp32", "bf16"]],
+    "step": [
+        ["step", "--model", m, *STEP, *extra]
+        for m in ("ViT-B-16", "EVA02-B-16")
+        for extra in (["--dtype", "fp32", "--reference"],
+                      ["--dtype", "bf16"],
+                      ["--dtype", "fp32", "--source", "proposals", "--cache"],
+                      ["--dtype", "bf16", "--source", "proposals", "--cache"])
+    ],
+    "dense": [
+        ["dense", "--model", m, "--size", "1024", "--dtype", d] + (["--reference"] if ref else [])
+        for m, ref in (("ViT-B-16", True), ("EVA02-B-16", True), ("ViT-B-16-SigLIP2", False),
+                       ("PE-Core-B-16", False))
+        for d in ("fp32", "bf16")
+    ],
+    "memory": [
+        ["step", "--model", m, "--size", size, "--boxes", "20", "--crop", crop, "--dtype", d,
+         "--batch", b, "--repeats", "1", "--warmup", "0", "--no-flops"] + ckpt
+        for m, size, crop in (("EVA02-B-16", "1024", "224"), ("EVA02-L-14-336", "896", "336"))
+        for d in ("fp32", "bf16")
+        for ckpt in ([], ["--grad-checkpointing"])
+        for b in ("1", "2")
+    ],
+}
+
+
+def bench_all(args: argparse.Namespace) -> int:
+    groups = args.only or list(FIGURES)
+    failed = 0
+    for group in groups:
+        for argv in FIGURES[group]:
+            cmd = [sys.executable, os.path.abspath(__file__), *argv, "--device", args.device]
+            if args.threads:
+                cmd += ["--threads", str(args.threads)]
+            print(f"# {group}: {' '.join(argv)}", file=sys.stderr, flush=True)
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+            if proc.returncode != 0 or not lines:
+                failed += 1
+                print(f"# failed ({proc.returncode}): {proc.stderr[-2000:]}", file=sys.stderr)
+                continue
+            with open(args.output, "a") as f:
+                for ln in lines:
+                    row = dict(json.loads(ln), group=group)
+                    f.write(json.dumps(row) + "\n")
+                    print(json.dumps(row), flush=True)
+    return 1 if failed else 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -219,6 +284,8 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("step", help="one CLIPSelf training step, phases, FLOPs, peak fraction")
     st.add_argument("--model", default="EVA02-B-16", help="open_clip config name or .json file")
     st.add_argument("--source", choices=["patches", "proposals"], default="patches")
+    st.add_argument("--cache", action="store_true",
+                    help="teacher cache, warm (the steady state of epochs >= 2; proposals)")
     st.add_argument("--size", type=int, default=512, help="student input side in pixels")
     st.add_argument("--batch", type=int, default=1, help="images per step")
     st.add_argument("--boxes", type=int, default=8, help="regions (= teacher crops) per image")
@@ -241,6 +308,11 @@ def _parser() -> argparse.ArgumentParser:
     pk.add_argument("--n", type=int, default=2048)
     pk.add_argument("--seconds", type=float, default=2.0)
     pk.add_argument("--threads", type=int, default=0)
+    al = sub.add_parser("all", help="every README figure, one process each")
+    al.add_argument("--device", default=default_device)
+    al.add_argument("--only", nargs="+", choices=sorted(FIGURES), help="some groups only")
+    al.add_argument("--output", default="benchmark.jsonl", help="JSON lines appended here")
+    al.add_argument("--threads", type=int, default=0)
     return p
 
 
@@ -253,6 +325,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     elif args.command == "peak":
         for row in bench_peak(args):
             print(json.dumps(row), flush=True)
+    elif args.command == "all":
+        return bench_all(args)
     return 0
 
 

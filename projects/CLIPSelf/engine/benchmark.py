@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..distill import CLIPSelf
+from ..distill import CLIPSelf, TeacherCache
 from ..modeling import CLIPTower
 from ..solver import adamw, build_param_groups
 
@@ -87,13 +87,17 @@ def synthetic_distill_batch(
             "crops": torch.randint(0, 256, (boxes, 3, crop_size, crop_size), generator=g,
                                    dtype=torch.uint8),
             "image_id": i,
+            "file_name": f"synthetic_{i}.png",
         })
+        out[-1]["crop_boxes"] = out[-1]["boxes"].clone()  # the teacher cache's key
     return out
 
 
 def build_step_model(model_name: str, device: str = "cpu", attn_impl: str = "sdpa",
-                     grad_checkpointing: bool = False, seed: int = 0) -> CLIPSelf:
-    """CLIPSelf with a random-weight student (freeze="clipself") and its frozen teacher copy."""
+                     grad_checkpointing: bool = False, seed: int = 0,
+                     teacher_cache: bool = False) -> CLIPSelf:
+    """CLIPSelf with a random-weight student (freeze="clipself") and its frozen teacher copy;
+    ``teacher_cache``: with an in-memory :class:`TeacherCache` (warm after the first step)."""
     torch.manual_seed(seed)
     options = {"attn_impl": attn_impl}
     if grad_checkpointing:
@@ -101,7 +105,9 @@ def build_step_model(model_name: str, device: str = "cpu", attn_impl: str = "sdp
     student = CLIPTower(model_name, pretrained=None, freeze="clipself", **options)
     teacher = CLIPTower(model_name, pretrained=None, freeze="all", attn_impl=attn_impl)
     teacher.load_state_dict(student.state_dict())
-    return CLIPSelf(student=student, teacher=teacher, alpha=1.0).to(device).train()
+    cache = TeacherCache() if teacher_cache else None
+    return CLIPSelf(student=student, teacher=teacher, alpha=1.0,
+                    teacher_cache=cache).to(device).train()
 
 
 @contextlib.contextmanager
