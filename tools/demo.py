@@ -16,8 +16,11 @@ vocabulary. Images are preprocessed like the config's test loader
 ``--input`` takes image files and folders (their images, sorted). For each input ``IMG``:
 ``OUTPUT/<stem>.png`` with boxes and "name score" labels, novel classes in red and base classes
 in blue, and ``OUTPUT/<stem>.json`` with the detections (``box`` xyxy
-in input-image pixels, ``class``, ``score``, ``novel``). Trailing ``key=value`` arguments
-override the config (as in train_net.py); the weights come from ``train.init_checkpoint``.
+in input-image pixels, ``class``, ``score``, ``novel``). The picture shows one box per object:
+class-agnostic NMS at ``--nms-iou`` (0.5) keeps the best class of overlapping boxes
+(``--no-agnostic-nms`` draws every detection); the JSON keeps all of them. Trailing
+``key=value`` arguments override the config (as in train_net.py); the weights come from
+``train.init_checkpoint``.
 
 Open-vocabulary panoptic / semantic segmentation (paper Figure A3): when the config's model is a
 :class:`clipself.modeling.panoptic.OVMaskFormer` the same command segments instead of detecting:
@@ -67,6 +70,7 @@ from clipself.engine import OpenVocabPredictor
 from clipself.engine.records import detection_records, segment_records, semantic_records
 from clipself.structures import parse_class_list
 from clipself.utils import atomic_path
+from clipself.utils.visualize import agnostic_nms
 
 NOVEL_COLOR = (1.0, 0.0, 0.0)  # red, RGB in [0, 1] as Visualizer expects
 BASE_COLOR = (0.0, 0.0, 1.0)  # blue
@@ -226,17 +230,29 @@ def draw_semantic(image: np.ndarray, labels: torch.Tensor, metadata) -> np.ndarr
 # ----------------------------------------------------------------------------- one image
 
 
+def drawn_records(records: Sequence[Dict], iou: Optional[float]) -> List[Dict]:
+    """The detections a picture shows: all of them (``iou`` None) or those kept by class-agnostic
+    NMS at ``iou`` (:func:`clipself.utils.visualize.agnostic_nms`), by decreasing score."""
+    if iou is None or not records:
+        return list(records)
+    keep = agnostic_nms(torch.tensor([r["box"] for r in records]),
+                        torch.tensor([r["score"] for r in records]), iou)
+    return [records[i] for i in keep.tolist()]
+
+
 def show_detections(out: Dict, vocab, image: np.ndarray, args) -> Tuple[np.ndarray, Dict, str]:
-    """(picture, JSON result, summary) of an F-ViT output."""
+    """(picture, JSON result, summary) of an F-ViT output; the JSON keeps every detection, the
+    picture those of :func:`drawn_records`."""
     records = detection_records(out["instances"], vocab, score_thresh=args.confidence_threshold,
                                 max_dets=args.max_dets)
     result = {"vocabulary": list(vocab.class_names), "novel_classes": list(vocab.unseen_classes),
               "detections": records}
+    drawn = drawn_records(records, args.nms_iou if args.agnostic_nms else None)
     novel = sum(r["novel"] for r in records)
     top = ", ".join(f"{r['class']} {r['score']:.2f}" for r in records[:3]) or "-"
-    summary = (f"{len(records)} detections ({novel} novel, {len(records) - novel} base); "
-               f"top: {top}")
-    return draw_detections(image, records), result, summary
+    summary = (f"{len(records)} detections ({novel} novel, {len(records) - novel} base; "
+               f"{len(drawn)} drawn); top: {top}")
+    return draw_detections(image, drawn), result, summary
 
 
 def show_semantic(out: Dict, vocab, image: np.ndarray, result: Dict, metadata
@@ -291,6 +307,11 @@ def _parser() -> argparse.ArgumentParser:
                         "model.roi_heads.box_predictor.test_score_thresh keeps fewer)")
     p.add_argument("--max-dets", type=int, default=100,
                    help="F-ViT: detections per image at most")
+    p.add_argument("--agnostic-nms", action=argparse.BooleanOptionalAction, default=True,
+                   help="F-ViT pictures: draw one box per object (class-agnostic NMS over the "
+                        "detections; the JSON keeps all); --no-agnostic-nms draws every one")
+    p.add_argument("--nms-iou", type=float, default=0.5,
+                   help="F-ViT pictures: IoU threshold of --agnostic-nms")
     p.add_argument("opts", nargs=argparse.REMAINDER,
                    help="key=value config overrides, e.g. train.init_checkpoint=PATH")
     return p
@@ -336,6 +357,8 @@ def _run(args) -> int:
         check_subset(things, names, "--thing-classes")
     if args.max_dets < 1:
         raise DemoError(f"--max-dets must be positive; got {args.max_dets}")
+    if not 0.0 <= args.nms_iou <= 1.0:
+        raise DemoError(f"--nms-iou must be in [0, 1]; got {args.nms_iou}")
 
     predictor = _load(args)
     task = _task(args, predictor)

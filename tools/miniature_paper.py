@@ -275,9 +275,14 @@ def stage_fvit(out: str, env: dict, towers: dict, toy_ckpt: str, size: dict,
     return res
 
 
+#: IoU of the class-agnostic NMS of the detection pictures (drawing only; AP uses every box)
+DRAW_NMS_IOU = 0.5
+
+
 def stage_detection_pictures(out: str, data_root: str, env: dict, runs: dict, toy_ckpt: str,
                              num_images: int = 3) -> str:
-    """tools/demo.py with each trained F-ViT on a few validation images -> one panel.
+    """tools/demo.py with each trained F-ViT on a few validation images -> one panel, one box
+    per object (class-agnostic NMS for drawing at ``DRAW_NMS_IOU``; docs/miniature.md §4).
 
     Args:
         runs (dict): backbone name -> (tower checkpoint, detector checkpoint).
@@ -294,6 +299,7 @@ def stage_detection_pictures(out: str, data_root: str, env: dict, runs: dict, to
         cmd = [
             sys.executable, os.path.join(ROOT, "tools", "demo.py"), "--config-file", FVIT_CONFIG,
             "--input", *images, "--output", pic_dir, "--confidence-threshold", "0.2",
+            "--agnostic-nms", "--nms-iou", str(DRAW_NMS_IOU),
             f'train.init_checkpoint="{detector}"',
             f'model.backbone.bottom_up.clip.pretrained="{tower}"',
             f'model.roi_heads.box_predictor.vocabulary.text_encoder.pretrained="{toy_ckpt}"',
@@ -425,8 +431,10 @@ def write_report(out: str, m: dict) -> None:
           f"{d['ap50_all']:.1f} | {d['ap']:.1f} |" for k, d in m["detection"].items()],
         "",
         *([f"![detections]({m['detection_pictures']})", "",
-           "Detections scoring at least 0.2 on the first validation images; novel classes in "
-           "red, base classes in blue (paper Figure A2).", ""]
+           "Detections scoring at least 0.2 on the first validation images, one box per "
+           f"object (class-agnostic NMS at IoU {DRAW_NMS_IOU} for drawing; the detections JSON "
+           "files keep every box); novel classes in red, base classes in blue (paper Figure "
+           "A2).", ""]
           if m.get("detection_pictures") else []),
         "## Wall time per stage (s)",
         "",

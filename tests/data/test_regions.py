@@ -2,8 +2,10 @@ import torch
 from torchvision.ops import clip_boxes_to_image
 
 from clipself.data.regions import (
+    dominant_class,
     grid_cells,
     grid_choices,
+    region_class_areas,
     sample_grid_boxes,
     scale_boxes,
     select_proposals,
@@ -73,3 +75,35 @@ def test_scale_and_clip():
     assert torch.allclose(big, torch.tensor([[5.0, 0.0, 35.0, 60.0]]))
     assert torch.allclose(
         clip_boxes_to_image(big, (55, 32)), torch.tensor([[5.0, 0.0, 32.0, 55.0]]))
+
+
+def _segment_map():
+    """8 x 8 map: class 3 (stuff) everywhere, a 4 x 4 object of class 0 at rows 0-3, cols 0-3,
+    a 2 x 2 object of class 1 at rows 6-7, cols 6-7, one unlabeled pixel (255) at (7, 0)."""
+    m = torch.full((8, 8), 3, dtype=torch.long)
+    m[0:4, 0:4] = 0
+    m[6:8, 6:8] = 1
+    m[7, 0] = 255
+    return m
+
+
+def test_region_class_areas_count_pixels_per_class():
+    boxes = torch.tensor([[0.0, 0.0, 8.0, 8.0], [2.0, 2.0, 6.0, 6.0], [-3.0, 5.5, 2.2, 9.0]])
+    areas = region_class_areas(_segment_map(), boxes, num_classes=4)
+    assert areas.tolist() == [
+        [16, 4, 0, 43],  # the whole map: 64 pixels, one unlabeled
+        [4, 0, 0, 12],  # rows/cols 2-5: a quarter of the object
+        [0, 0, 0, 8],  # clipped to cols 0-2, rows 5-7 (rounded outwards): 9 pixels, 1 unlabeled
+    ]
+
+
+def test_grid_cells_are_labelled_by_their_dominant_class():
+    labels, fraction = dominant_class(_segment_map(), grid_cells(8, 8, rows=2, cols=2), 4)
+    assert labels.tolist() == [0, 3, 3, 3]  # the object fills the top-left cell
+    assert torch.allclose(fraction, torch.tensor([1.0, 1.0, 15 / 16, 12 / 16]))
+    # a cell that is half object, half stuff: 8 pixels each, the tie goes to the lower id
+    labels, fraction = dominant_class(_segment_map(), torch.tensor([[2.0, 0.0, 6.0, 4.0]]), 4)
+    assert labels.tolist() == [0] and fraction.tolist() == [0.5]
+    # the small object is a minority of the bottom-right 4 x 4 cell
+    labels, fraction = dominant_class(_segment_map(), torch.tensor([[4.0, 4.0, 8.0, 8.0]]), 4)
+    assert labels.tolist() == [3] and fraction.tolist() == [0.75]

@@ -1,4 +1,5 @@
-"""Where CLIPSelf's regions come from (docs/distillation.md §2-§3): image-patch grids and proposals.
+"""Where CLIPSelf's regions come from (docs/distillation.md §2-§3): image-patch grids and proposals,
+and what a region shows (the classes under it, docs/miniature.md §3).
 
 Pure functions on boxes. Boxes are ``(R, 4)`` float tensors, ``xyxy`` in pixels of the image they
 refer to. Randomness comes from an explicit ``torch.Generator`` so that data loading stays
@@ -8,6 +9,7 @@ import math
 from typing import List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 
 __all__ = [
     "grid_choices",
@@ -15,6 +17,9 @@ __all__ = [
     "sample_grid_boxes",
     "select_proposals",
     "scale_boxes",
+    "pixel_bounds",
+    "region_class_areas",
+    "dominant_class",
 ]
 
 
@@ -102,3 +107,59 @@ def select_proposals(
     if len(boxes) == 0:
         boxes = torch.tensor([[0.0, 0.0, width / 4, height / 4]])
     return boxes
+
+
+def pixel_bounds(boxes: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """The whole pixels an xyxy box covers, as a crop cuts it (``crop_letterboxed``): corners
+    rounded outwards, clipped to the image, at least one pixel wide and high.
+
+    Returns:
+        Tensor (R, 4) long: ``x0, y0, x1, y1`` with ``0 <= x0 < x1 <= width`` (same for y).
+    """
+    boxes = boxes.reshape(-1, 4).double()
+    x0 = boxes[:, 0].floor().clamp(0, width - 1)
+    y0 = boxes[:, 1].floor().clamp(0, height - 1)
+    x1 = torch.maximum(boxes[:, 2].ceil(), x0 + 1).clamp(max=width)
+    y1 = torch.maximum(boxes[:, 3].ceil(), y0 + 1).clamp(max=height)
+    return torch.stack([x0, y0, x1, y1], dim=1).long()
+
+
+def region_class_areas(
+    label_map: torch.Tensor, boxes: torch.Tensor, num_classes: int
+) -> torch.Tensor:
+    """Pixels of each class inside each box (integral images, no loop over boxes).
+
+    Args:
+        label_map (Tensor): (H, W) integer class ids; ids outside ``[0, num_classes)`` (e.g. 255 =
+            unlabeled) count for no class.
+        boxes (Tensor): (R, 4) xyxy in ``label_map`` pixels, cut as :func:`pixel_bounds`.
+        num_classes (int): K.
+    Returns:
+        Tensor (R, K) long.
+    """
+    h, w = label_map.shape
+    labels = label_map.long()
+    valid = (labels >= 0) & (labels < num_classes)
+    onehot = F.one_hot(torch.where(valid, labels, 0), num_classes) * valid[..., None]  # (H, W, K)
+    integral = F.pad(onehot.permute(2, 0, 1).cumsum(1).cumsum(2), (1, 0, 1, 0))  # (K, H+1, W+1)
+    x0, y0, x1, y1 = pixel_bounds(boxes, w, h).unbind(1)  # (R,) each
+    areas = integral[:, y1, x1] - integral[:, y0, x1] - integral[:, y1, x0] + integral[:, y0, x0]
+    return areas.T.contiguous()  # (R, K)
+
+
+def dominant_class(
+    label_map: torch.Tensor, boxes: torch.Tensor, num_classes: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The label of a region that is not an object box: its class of largest area
+    (docs/miniature.md §3).
+
+    Returns:
+        (Tensor (R,) long class ids, the lowest id on ties; Tensor (R,) float: the dominant
+        class's share of the box's pixels, unlabeled pixels included, i.e. how pure the box is).
+    """
+    areas = region_class_areas(label_map, boxes, num_classes)  # (R, K)
+    h, w = label_map.shape
+    x0, y0, x1, y1 = pixel_bounds(boxes, w, h).unbind(1)
+    total = ((x1 - x0) * (y1 - y0)).double()  # (R,)
+    best, labels = areas.max(dim=1)
+    return labels, (best.double() / total).float()

@@ -17,6 +17,16 @@ from the world's train/val images: whole scenes with their captions, and object 
 enlarged 1.1-2x, jittered) with "a photo of a {class}."-style captions. Novel classes are
 included: like web-scale CLIP, the toy CLIP has seen every concept; only the detectors are
 trained on base classes.
+
+Optionally (``region_crops`` > 0; off by default, so the cached toy CLIP of ``make demo`` and its
+cache key stay as they are) the pool also holds the kinds of regions CLIPSelf asks the teacher
+about (docs/miniature.md §1-§2): per scene, ``region_crops`` crops that are each, with equal
+probability, a cell of a random patch grid (the 24 grids of the patches mode) or a random box
+(sides 10-100% of the image's, anywhere inside it), cut as they are (no enlargement). Each is
+captioned from the classes it shows (things and stuff; ``region_caption_classes``): by
+decreasing area until the named classes cover 80% of the crop, none below 5% of it except the
+largest, at most 3, e.g. "a photo of grass and a red square." Each step adds ``batch_regions`` of
+them to the batch.
 """
 import hashlib
 import json
@@ -35,10 +45,18 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from PIL import Image
 
 from ..checkpoint import save_checkpoint_file
-from ..data.clip_transforms import letterbox
+from ..data.clip_transforms import crop_letterboxed, letterbox
+from ..data.regions import grid_cells, grid_choices, region_class_areas
 from ..evaluation.region_recognition import mean_class_accuracy
 from ..modeling.backbone.clip_vit import register_project_model_configs
-from ..synthetic.world import THING_CLASSES, generate_scene
+from ..synthetic.world import (
+    ALL_CLASSES,
+    THING_CLASSES,
+    generate_scene,
+    region_caption,
+    region_caption_classes,
+    semantic_map,
+)
 from ..utils.atomic import atomic_path
 
 __all__ = [
@@ -49,9 +67,13 @@ __all__ = [
     "cached_toy_clip",
     "pretraining_input_size",
     "build_pretraining_pool",
+    "sample_region_boxes",
+    "region_crop_captions",
     "train_toy_clip",
     "object_crops",
     "zero_shot_crop_accuracy",
+    "encode_crops",
+    "class_text_embeddings",
     "CROP_TEMPLATES",
 ]
 
@@ -108,9 +130,53 @@ def object_crops(
     return torch.stack(crops)
 
 
+#: side range of the random boxes among the region crops, as a share of the image's side
+REGION_BOX_SIDE = (0.1, 1.0)
+
+
+def sample_region_boxes(
+    width: int, height: int, count: int, rng: np.random.Generator, max_split: int = 6
+) -> torch.Tensor:
+    """``count`` regions of a ``width x height`` image like those CLIPSelf distils
+    (docs/miniature.md §1): each, with probability 1/2, a random cell of a random grid of
+    :func:`~clipself.data.regions.grid_choices`, else a random box with sides drawn uniformly
+    in :data:`REGION_BOX_SIDE` x the image's sides, placed uniformly inside the image.
+
+    Returns:
+        Tensor (count, 4) float xyxy.
+    """
+    choices = grid_choices(max_split)
+    boxes = []
+    for _ in range(count):
+        if rng.random() < 0.5:
+            rows, cols = choices[int(rng.integers(len(choices)))]
+            boxes.append(grid_cells(width, height, rows, cols)[int(rng.integers(rows * cols))])
+        else:
+            w = rng.uniform(*REGION_BOX_SIDE) * width
+            h = rng.uniform(*REGION_BOX_SIDE) * height
+            x0, y0 = rng.uniform(0, width - w), rng.uniform(0, height - h)
+            boxes.append(torch.tensor([x0, y0, x0 + w, y0 + h], dtype=torch.float32))
+    return torch.stack(boxes) if boxes else torch.zeros(0, 4)
+
+
+def region_crop_captions(label_map: torch.Tensor, boxes: torch.Tensor) -> list:
+    """The caption of each region (docs/miniature.md §2): the classes it shows, by area.
+
+    Args:
+        label_map (Tensor): (H, W) indices into ``ALL_CLASSES`` (the scene's semantic map).
+        boxes (Tensor): (R, 4) xyxy regions.
+    Returns:
+        list[str] (R).
+    """
+    areas = region_class_areas(label_map, boxes, len(ALL_CLASSES))  # (R, K)
+    return [region_caption([ALL_CLASSES[k] for k in region_caption_classes(a)])
+            for a in areas.tolist()]
+
+
 def _pool_chunk(args) -> Dict[str, list]:
-    seed, start, stop, size = args
+    seed, start, stop, size, region_crops = args
     images, captions, crops, labels = [], [], [], []
+    regions, region_captions = [], []
     for i in range(start, stop):
         scene = generate_scene(seed, "clip", i)
         rng = np.random.default_rng([seed, i, 7])
@@ -120,20 +186,33 @@ def _pool_chunk(args) -> Dict[str, list]:
         boxes = [t["bbox"] for t in scene["things"]]
         crops.append(object_crops(pil, boxes, size, rng, scale=(1.1, 2.0), jitter=0.1))
         labels.extend(THING_CLASSES.index(t["name"]) for t in scene["things"])
-    return {"images": images, "captions": captions, "crops": crops, "labels": labels}
+        if region_crops:
+            # an own stream, so that the scenes and object crops do not depend on the option
+            region_rng = np.random.default_rng([seed, i, 11])
+            cells = sample_region_boxes(scene["width"], scene["height"], region_crops, region_rng)
+            label_map = torch.from_numpy(semantic_map(scene).astype(np.int64))
+            regions.append(crop_letterboxed(pil, cells, size))
+            region_captions.extend(region_crop_captions(label_map, cells))
+    return {"images": images, "captions": captions, "crops": crops, "labels": labels,
+            "regions": regions, "region_captions": region_captions}
 
 
 def build_pretraining_pool(
-    num_scenes: int, *, seed: int = 0, size: int = 64, workers: int = 2
+    num_scenes: int, *, seed: int = 0, size: int = 64, workers: int = 2, region_crops: int = 0
 ) -> Dict[str, object]:
-    """Scenes and object crops of the ``"clip"`` split, in memory.
+    """Scenes, object crops and (with ``region_crops``) captioned region crops of the ``"clip"``
+    split, in memory.
 
+    Args:
+        region_crops (int): region crops per scene (docs/miniature.md §1-§2); 0 = none (default).
     Returns:
         dict: ``images`` uint8 (N, 3, size, size), ``captions`` list[str] (N), ``crops`` uint8
-        (M, 3, size, size), ``labels`` int64 (M,) thing-class indices.
+        (M, 3, size, size), ``labels`` int64 (M,) thing-class indices, ``regions`` uint8
+        (N * region_crops, 3, size, size) and ``region_captions`` list[str] (N * region_crops).
     """
     chunk = max(1, num_scenes // (workers * 4))
-    jobs = [(seed, s, min(num_scenes, s + chunk), size) for s in range(0, num_scenes, chunk)]
+    jobs = [(seed, s, min(num_scenes, s + chunk), size, region_crops)
+            for s in range(0, num_scenes, chunk)]
     if workers > 1:
         # spawn, not fork: forking after torch started its thread pool can deadlock
         with mp.get_context("spawn").Pool(workers) as pool:
@@ -145,6 +224,9 @@ def build_pretraining_pool(
         "captions": [c for p in parts for c in p["captions"]],
         "crops": torch.cat([c for p in parts for c in p["crops"]]),
         "labels": torch.tensor([lab for p in parts for lab in p["labels"]], dtype=torch.long),
+        "regions": torch.cat([r for p in parts for r in p["regions"]]
+                             or [torch.zeros(0, 3, size, size, dtype=torch.uint8)]),
+        "region_captions": [c for p in parts for c in p["region_captions"]],
     }
 
 
@@ -181,16 +263,22 @@ def class_text_embeddings(model, tokenizer, class_names: Sequence[str]) -> torch
 
 
 @torch.no_grad()
+def encode_crops(model, crops: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """(R, D) normalised image embeddings of letterboxed uint8 crops (R, 3, S, S)."""
+    if len(crops) == 0:
+        return torch.zeros(0, model.text_projection.shape[1])
+    return torch.cat([F.normalize(model.encode_image(_normalize(c)), dim=-1)
+                      for c in crops.split(batch)])
+
+
+@torch.no_grad()
 def zero_shot_crop_accuracy(
     model, tokenizer, crops: torch.Tensor, labels: torch.Tensor, num_classes: int
 ) -> float:
     """Mean per-class top-1 accuracy (%) of letterboxed crops against the thing classes."""
     model.eval()
     text = class_text_embeddings(model, tokenizer, THING_CLASSES[:num_classes])
-    feats = torch.cat(
-        [F.normalize(model.encode_image(_normalize(c)), dim=-1) for c in crops.split(256)]
-    )
-    top = (feats @ text.T).topk(5, dim=1).indices
+    top = (encode_crops(model, crops) @ text.T).topk(5, dim=1).indices
     return mean_class_accuracy(top, labels, 1, num_classes)
 
 
@@ -225,6 +313,8 @@ def train_toy_clip(
     warmup: int = 50,
     seed: int = 0,
     eval_scenes: int = 300,
+    region_crops: int = 0,
+    batch_regions: int = 64,
     log=print,
 ) -> Dict[str, float]:
     """Train the toy CLIP and save its open_clip state dict to ``output_path``.
@@ -233,6 +323,9 @@ def train_toy_clip(
         output_path (str): the checkpoint file.
         model_name (str): the project's open_clip config (``TOY_CLIP_NAME``, the ViT, or
             ``TOY_CLIP_RN_NAME``, the CNN); every other setting is the recipe, the same for any.
+        region_crops (int): captioned region crops (grid cells and random boxes) per pool scene
+            (docs/miniature.md §1-§2); 0 (default) = the original recipe, unchanged.
+        batch_regions (int): region crops per step when ``region_crops`` > 0.
     Returns:
         dict: ``zero_shot_top1`` (%, val crops, 30 classes), ``final_loss``, ``seconds``.
     """
@@ -244,14 +337,18 @@ def train_toy_clip(
     size = pretraining_input_size(model.visual)
 
     log(f"toy CLIP ({model_name}): generating {pool_scenes} pre-training scenes")
-    pool = build_pretraining_pool(pool_scenes, seed=seed, size=size)
+    pool = build_pretraining_pool(pool_scenes, seed=seed, size=size, region_crops=region_crops)
     templates = list(CROP_TEMPLATES)
     scene_tokens = tokenizer(pool["captions"])  # (N, ctx)
-    crop_caption_tokens = tokenizer(
-        [t.format(c) for c in THING_CLASSES for t in templates]
-    ).view(len(THING_CLASSES), len(templates), -1)
-    log(f"toy CLIP: {len(pool['images'])} scenes, {len(pool['crops'])} crops in "
-        f"{time.time() - t_start:.1f} s")
+    crop_captions = [t.format(c) for c in THING_CLASSES for t in templates]
+    crop_caption_tokens = tokenizer(crop_captions).view(len(THING_CLASSES), len(templates), -1)
+    use_regions = region_crops > 0 and batch_regions > 0
+    if use_regions:
+        region_tokens, region_text_ids = _region_text(
+            pool["region_captions"], crop_captions, tokenizer,
+            first_id=len(crop_captions) + 1 + len(pool["images"]))
+    log(f"toy CLIP: {len(pool['images'])} scenes, {len(pool['crops'])} crops, "
+        f"{len(pool['regions'])} region crops in {time.time() - t_start:.1f} s")
 
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "logit_scale" not in n]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "logit_scale" in n]
@@ -279,6 +376,11 @@ def train_toy_clip(
         # identical captions are positives of each other (crops of one class + template)
         text_ids = torch.cat([si + len(THING_CLASSES) * len(templates) + 1,
                               crop_labels * len(templates) + ti])
+        if use_regions:  # drawn after the others: without regions the batches are unchanged
+            ri = torch.randint(len(pool["regions"]), (batch_regions,), generator=g)
+            images = torch.cat([images, _normalize(pool["regions"][ri])])
+            tokens = torch.cat([tokens, region_tokens[ri]])
+            text_ids = torch.cat([text_ids, region_text_ids[ri]])
         image_features = model.encode_image(images, normalize=True)
         text_features = model.encode_text(tokens, normalize=True)
         loss = clip_contrastive_loss(
@@ -304,10 +406,28 @@ def train_toy_clip(
     return {"zero_shot_top1": acc, "final_loss": loss_ema, "seconds": time.time() - t_start}
 
 
+def _region_text(
+    captions: Sequence[str], crop_captions: Sequence[str], tokenizer, first_id: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Tokens (R, ctx) and caption ids (R,) of the region crops: a caption equal to an object
+    crop's ("a photo of a red square.") gets that crop caption's id (index into
+    ``crop_captions``, so they are positives of each other), any other distinct caption its own
+    id from ``first_id`` on."""
+    crop_ids = {c: i for i, c in enumerate(crop_captions)}
+    distinct = sorted(set(captions))
+    own = {c: first_id + i for i, c in enumerate(c for c in distinct if c not in crop_ids)}
+    ids = torch.tensor([crop_ids[c] if c in crop_ids else own[c] for c in captions],
+                       dtype=torch.long)
+    position = {c: i for i, c in enumerate(distinct)}
+    index = torch.tensor([position[c] for c in captions], dtype=torch.long)
+    return tokenizer(distinct)[index], ids
+
+
 def toy_clip_cache_key(settings: Mapping[str, Any], model_name: str = TOY_CLIP_NAME) -> str:
     """The cache key of a toy CLIP: a hash of its training settings, plus its model config
     unless it is the default ViT (so the key of the ViT checkpoint ``make demo`` caches does not
-    change).
+    change). ``region_crops=0`` is the original recipe and leaves the key as without it (so does
+    ``batch_regions`` then, which has no effect).
 
     Args:
         settings (dict): the keyword arguments of :func:`train_toy_clip` that define the run.
@@ -316,6 +436,9 @@ def toy_clip_cache_key(settings: Mapping[str, Any], model_name: str = TOY_CLIP_N
         str: 10 hex digits.
     """
     key = dict(settings)
+    if key.get("region_crops", 0) == 0:
+        key.pop("region_crops", None)
+        key.pop("batch_regions", None)
     if model_name != TOY_CLIP_NAME:
         key["model_name"] = model_name
     return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]

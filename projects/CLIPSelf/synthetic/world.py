@@ -42,6 +42,8 @@ __all__ = [
     "SHAPES", "COLOURS", "THING_CLASSES", "STUFF_CLASSES", "ALL_CLASSES", "NOVEL_CLASSES",
     "BASE_CLASSES", "THING_IDS", "STUFF_IDS", "CATEGORIES", "PANOPTIC_LABEL_DIVISOR",
     "IGNORE_LABEL", "scene_rng", "generate_scene", "make_caption", "panoptic_map", "semantic_map",
+    "REGION_CAPTION_COVER", "REGION_CAPTION_MIN_SHARE", "REGION_CAPTION_MAX_NAMES",
+    "region_caption_classes", "region_caption",
 ]
 
 #: Thing colours and their nominal RGB (each object jitters around it).
@@ -147,6 +149,69 @@ def make_caption(thing_names: Sequence[str], stuff_names: Sequence[str]) -> str:
     else:
         where = ""
     return f"a photo of {objects}{where}."
+
+
+#: Region captions (docs/miniature.md §2): name classes by decreasing area until the named ones
+#: cover this share of the region, ...
+REGION_CAPTION_COVER = 0.8
+#: ... never one below this share (except the largest, always named), ...
+REGION_CAPTION_MIN_SHARE = 0.05
+#: ... and at most this many.
+REGION_CAPTION_MAX_NAMES = 3
+
+
+def region_caption_classes(
+    areas: Sequence[float],
+    cover: float = REGION_CAPTION_COVER,
+    min_share: float = REGION_CAPTION_MIN_SHARE,
+    max_names: int = REGION_CAPTION_MAX_NAMES,
+) -> List[int]:
+    """The classes a region's caption names (docs/miniature.md §2).
+
+    Classes are taken by decreasing area (ties: lower index first) while the ones already named
+    cover less than ``cover`` of the region; a class below ``min_share`` of the region is never
+    named, except the largest, which always is; at most ``max_names``.
+
+    Args:
+        areas (sequence of float): (K,) pixels of each class of :data:`ALL_CLASSES` in the region.
+    Returns:
+        list[int]: indices into ``areas``, largest first; empty when ``areas`` is all zero.
+
+    >>> region_caption_classes([0, 10, 70, 15, 5])
+    [2, 3]
+    """
+    areas = np.asarray(areas, dtype=np.float64)
+    total = areas.sum()
+    if total <= 0:
+        return []
+    order = np.argsort(-areas, kind="stable")
+    named, covered = [], 0.0
+    for k in order[:max_names]:
+        share = areas[k] / total
+        if named and (covered >= cover or share < min_share):
+            break
+        named.append(int(k))
+        covered += share
+    return named
+
+
+def region_caption(class_names: Sequence[str]) -> str:
+    """Caption of a region showing ``class_names`` (largest first; docs/miniature.md §2): things
+    with an article, stuff as the scene captions say it, no counts.
+
+    >>> region_caption(["grass", "red square"])
+    'a photo of grass and a red square.'
+    """
+    if not class_names:
+        raise ValueError("a region caption needs at least one class")
+    items = []
+    for name in class_names:
+        if name in _STUFF_NOUN:
+            items.append(_STUFF_NOUN[name])
+        else:
+            items.append(("an " if name[0] in "aeiou" else "a ") + name)
+    text = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    return f"a photo of {text}."
 
 
 def _stuff_layout(rng, height, width, names: List[str]) -> Tuple[np.ndarray, List[str]]:

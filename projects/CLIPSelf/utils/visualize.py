@@ -1,14 +1,15 @@
-"""Pictures: K-Means maps of dense features and side-by-side panels."""
+"""Pictures: K-Means maps of dense features, side-by-side panels, which detections to draw."""
 from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
 from detectron2.utils.colormap import colormap
 from PIL import Image, ImageDraw
+from torchvision.ops import nms
 
 from .kmeans import kmeans
 
-__all__ = ["palette", "kmeans_map", "side_by_side"]
+__all__ = ["palette", "kmeans_map", "side_by_side", "agnostic_nms"]
 
 
 def palette(n: int) -> np.ndarray:
@@ -67,3 +68,32 @@ def side_by_side(
                             Image.NEAREST)
             grid.paste(im, (j * cell, title_h + i * cell))
     return grid
+
+
+def agnostic_nms(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    iou_threshold: float = 0.5,
+    top_k: Optional[int] = None,
+) -> torch.Tensor:
+    """Which detections to draw: class-agnostic NMS, so that an object that several classes
+    claim is drawn once, with its best-scoring class (as in the paper's Figure A2;
+    docs/miniature.md §4).
+
+    The detector's own NMS is per class and keeps overlapping boxes of different classes; this
+    is for pictures only (detection results and metrics keep every box).
+
+    Args:
+        boxes (Tensor): (R, 4) xyxy.
+        scores (Tensor): (R,) scores.
+        iou_threshold (float): a box overlapping a higher-scoring kept box by more IoU is dropped.
+        top_k (int or None): keep at most this many (the best).
+    Returns:
+        Tensor (R',) long: indices into ``boxes``, by decreasing score.
+    """
+    boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    scores = torch.as_tensor(scores, dtype=torch.float32).reshape(-1)
+    if len(boxes) != len(scores):
+        raise ValueError(f"{len(boxes)} boxes but {len(scores)} scores")
+    keep = nms(boxes, scores, float(iou_threshold))
+    return keep[:top_k] if top_k is not None else keep

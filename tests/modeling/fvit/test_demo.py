@@ -103,6 +103,20 @@ def test_colors_and_records_helpers():
     assert picture.shape == (320, 512, 3) and picture.dtype == np.uint8
 
 
+def test_pictures_draw_one_box_per_object():
+    """Class-agnostic NMS for drawing: of two classes on one object the better is drawn."""
+    recs = [{"box": [0.0, 0.0, 10.0, 10.0], "score": 0.9, "class": "dog"},
+            {"box": [1.0, 0.0, 10.0, 10.0], "score": 0.6, "class": "cat"},
+            {"box": [30.0, 30.0, 40.0, 40.0], "score": 0.5, "class": "cat"}]
+    assert [r["score"] for r in demo.drawn_records(recs, 0.5)] == [0.9, 0.5]
+    assert demo.drawn_records(recs, None) == recs
+    args = demo._parser().parse_args(["--config-file", "c.py", "--input", "a.png",
+                                      "--output", "o"])
+    assert args.agnostic_nms and args.nms_iou == 0.5
+    assert not demo._parser().parse_args(["--config-file", "c.py", "--input", "a.png",
+                                          "--output", "o", "--no-agnostic-nms"]).agnostic_nms
+
+
 def test_errors_are_reported(world, capsys):
     rc = _main(world, "--vocabulary", ",".join(VOCAB), "--base-classes", "blue square,pink moon")
     assert rc != 0 and "pink moon" in capsys.readouterr().err

@@ -1,0 +1,78 @@
+"""The toy CLIP's optional region crops (docs/miniature.md §1-§2): pool, captions, cache key,
+a two-step pre-training."""
+import json
+import os
+
+import numpy as np
+import torch
+
+from clipself.data.regions import region_class_areas
+from clipself.engine import toy_clip
+from clipself.engine.toy_clip import (
+    build_pretraining_pool,
+    region_crop_captions,
+    sample_region_boxes,
+    toy_clip_cache_key,
+)
+from clipself.synthetic import ALL_CLASSES, generate_scene, semantic_map
+
+#: make demo's toy CLIP settings and the key its cached checkpoint carries
+DEMO_SETTINGS = dict(steps=800, pool_scenes=6000, seed=0, eval_scenes=300)
+DEMO_KEY = "c97cebb60d"
+
+
+def test_region_option_off_keeps_the_demo_cache_key():
+    assert toy_clip_cache_key(DEMO_SETTINGS) == DEMO_KEY
+    assert toy_clip_cache_key(dict(DEMO_SETTINGS, region_crops=0, batch_regions=32)) == DEMO_KEY
+    on = toy_clip_cache_key(dict(DEMO_SETTINGS, region_crops=8))
+    assert on != DEMO_KEY != toy_clip_cache_key(dict(DEMO_SETTINGS, region_crops=8,
+                                                     batch_regions=32)) != on
+
+
+def test_region_boxes_lie_inside_the_image():
+    boxes = sample_region_boxes(160, 96, 200, np.random.default_rng(0))
+    assert boxes.shape == (200, 4)
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 160 + 1e-4).all()
+    assert (boxes[:, 1] >= 0).all() and (boxes[:, 3] <= 96 + 1e-4).all()
+    assert (boxes[:, 2] - boxes[:, 0] > 0).all() and (boxes[:, 3] - boxes[:, 1] > 0).all()
+    assert sample_region_boxes(64, 64, 0, np.random.default_rng(0)).shape == (0, 4)
+
+
+def test_region_captions_name_the_dominant_class_first():
+    scene = generate_scene(0, "clip", 3)
+    label_map = torch.from_numpy(semantic_map(scene).astype(np.int64))
+    boxes = sample_region_boxes(scene["width"], scene["height"], 30, np.random.default_rng(1))
+    captions = region_crop_captions(label_map, boxes)
+    areas = region_class_areas(label_map, boxes, len(ALL_CLASSES))
+    for caption, a in zip(captions, areas):
+        top = ALL_CLASSES[int(a.argmax())]
+        assert caption.startswith("a photo of ") and top.split()[-1] in caption.split(",")[0]
+
+
+def test_pool_with_regions_keeps_scenes_and_object_crops():
+    off = build_pretraining_pool(3, seed=0, size=32, workers=1)
+    on = build_pretraining_pool(3, seed=0, size=32, workers=1, region_crops=4)
+    assert off["regions"].shape == (0, 3, 32, 32) and off["region_captions"] == []
+    assert on["regions"].shape == (12, 3, 32, 32) and len(on["region_captions"]) == 12
+    assert torch.equal(off["images"], on["images"]) and torch.equal(off["crops"], on["crops"])
+    assert off["captions"] == on["captions"]
+
+
+def test_region_text_ids_share_object_crop_captions():
+    crop_captions = ["a photo of a red circle.", "a red circle."]
+    tokens, ids = toy_clip._region_text(
+        ["a photo of grass.", "a photo of a red circle.", "a photo of grass."], crop_captions,
+        lambda texts: torch.arange(len(texts))[:, None], first_id=10)
+    assert ids.tolist() == [10, 0, 10]  # equal captions: equal ids; a crop caption: its id
+    assert tokens[0].tolist() == tokens[2].tolist() != tokens[1].tolist()
+
+
+def test_quick_pretraining_with_region_crops(tmp_path):
+    lines = []
+    out = tmp_path / "toy.pt"
+    res = toy_clip.train_toy_clip(str(out), steps=2, batch_scenes=4, batch_crops=4,
+                                  pool_scenes=4, warmup=1, eval_scenes=2, region_crops=3,
+                                  batch_regions=6, log=lines.append)
+    assert os.path.exists(out) and np.isfinite(res["final_loss"])
+    assert any("12 region crops" in line for line in lines)
+    json.dumps(res)
