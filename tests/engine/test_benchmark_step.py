@@ -6,6 +6,7 @@ import torch
 from clipself.engine.benchmark import (
     build_step_model,
     fraction_of_peak,
+    images_that_fit,
     matmul_peak,
     synthetic_distill_batch,
     time_step,
@@ -37,3 +38,12 @@ def test_bf16_step_and_peak():
     peak = matmul_peak("fp32", n=128, seconds=0.05)
     assert peak["gflops"] > 0
     assert fraction_of_peak(2 * 10**9, 1.0, 4.0) == 0.5 and fraction_of_peak(None, 1.0, 4.0) is None
+
+
+def test_images_that_fit():
+    # 4 GB fixed + 3 GB per image: 24 GB fits 6 images, 80 GB fits 25
+    assert images_that_fit(7 * 1024, 10 * 1024, 24) == 6
+    assert images_that_fit(7 * 1024, 10 * 1024, 80) == 25
+    assert images_that_fit(7 * 1024, 10 * 1024, 3) == 0
+    with pytest.raises(ValueError, match="not above"):
+        images_that_fit(10.0, 10.0, 24)

@@ -30,6 +30,7 @@ __all__ = [
     "build_step_model",
     "time_step",
     "fraction_of_peak",
+    "images_that_fit",
 ]
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -223,3 +224,18 @@ def fraction_of_peak(flops: Optional[int], seconds: float, gflops: float) -> Opt
     if not flops or seconds <= 0 or gflops <= 0:
         return None
     return round(flops / seconds / (gflops * 1e9), 3)
+
+
+def images_that_fit(peak_one_mb: float, peak_two_mb: float, card_gb: float) -> int:
+    """Images per device that fit in ``card_gb`` from the peak memory of 1- and 2-image steps.
+
+    ``per_image = peak_two - peak_one`` (activations and crops of one more image), ``fixed =
+    peak_one - per_image`` (weights, optimizer state, workspace); ``floor((card - fixed) /
+    per_image)``, at least 0. An estimate: CPU RSS includes the process, not the CUDA caching
+    allocator's fragmentation.
+    """
+    per_image = peak_two_mb - peak_one_mb
+    if per_image <= 0:
+        raise ValueError(f"2-image peak {peak_two_mb} MB is not above the 1-image {peak_one_mb} MB")
+    fixed = peak_one_mb - per_image
+    return max(0, int((card_gb * 1024 - fixed) // per_image))
