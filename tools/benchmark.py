@@ -30,11 +30,10 @@ figure includes the main run), ``torch.cuda.max_memory_allocated`` on a GPU.
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 import torch
 
@@ -42,34 +41,13 @@ from clipself.engine.benchmark import (
     build_step_model,
     fraction_of_peak,
     matmul_peak,
+    mean_seconds,
+    peak_memory_mb,
     synthetic_distill_batch,
     time_step,
 )
 from clipself.modeling import CLIPTower
 from clipself.modeling.dense_ops import pool_boxes, pool_boxes_reference
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _peak_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-
-
-def _time(fn: Callable[[], object], repeats: int, warmup: int, device: torch.device) -> float:
-    """Mean seconds per call after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - t0) / max(repeats, 1)
 
 
 def _random_boxes(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -95,8 +73,8 @@ def bench_dense(args: argparse.Namespace) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
 
     dense = model.dense_features(x)  # also a warm-up for the caches
-    sec = _time(lambda: model.dense_features(x), args.repeats, args.warmup, device)
-    pool_sec = _time(lambda: pool_boxes(dense, boxes, model.stride), 3, 1, device)
+    sec = mean_seconds(lambda: model.dense_features(x), args.repeats, args.warmup, device)
+    pool_sec = mean_seconds(lambda: pool_boxes(dense, boxes, model.stride), 3, 1, device)
     result = {
         "bench": "dense",
         "model": model.model_name,
@@ -110,7 +88,7 @@ def bench_dense(args: argparse.Namespace) -> dict:
         "grid": list(dense.shape[-2:]),
         "images_per_s": round(args.batch / sec, 4),
         "seconds_per_image": round(sec / args.batch, 4),
-        "peak_mem_mb": round(_peak_mb(device), 1),
+        "peak_mem_mb": round(peak_memory_mb(device), 1),
         "pool_boxes": args.boxes * args.batch,
         "pool_seconds": round(pool_sec, 6),
     }
@@ -119,13 +97,14 @@ def bench_dense(args: argparse.Namespace) -> dict:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         ref_dense = model.dense_features(x)
-        ref_sec = _time(lambda: model.dense_features(x), args.repeats, 0, device)
-        ref_pool = _time(lambda: pool_boxes_reference(dense, boxes, model.stride), 1, 0, device)
+        ref_sec = mean_seconds(lambda: model.dense_features(x), args.repeats, 0, device)
+        ref_pool = mean_seconds(
+            lambda: pool_boxes_reference(dense, boxes, model.stride), 1, 0, device)
         model.attn_impl = "sdpa"
         diff = (ref_dense - dense).abs().max().item()
         result["reference"] = {
             "seconds_per_image": round(ref_sec / args.batch, 4),
-            "peak_mem_mb": round(_peak_mb(device), 1),
+            "peak_mem_mb": round(peak_memory_mb(device), 1),
             "pool_seconds": round(ref_pool, 6),
             "max_abs_diff": diff,
         }

@@ -8,6 +8,7 @@ from clipself.engine.benchmark import (
     fraction_of_peak,
     images_that_fit,
     matmul_peak,
+    mean_seconds,
     synthetic_distill_batch,
     time_step,
 )
@@ -47,3 +48,9 @@ def test_images_that_fit():
     assert images_that_fit(7 * 1024, 10 * 1024, 3) == 0
     with pytest.raises(ValueError, match="not above"):
         images_that_fit(10.0, 10.0, 24)
+
+
+def test_mean_seconds_runs_warmup_then_repeats():
+    calls = []
+    sec = mean_seconds(lambda: calls.append(1), repeats=3, warmup=2, device=torch.device("cpu"))
+    assert len(calls) == 5 and sec >= 0

@@ -12,7 +12,7 @@ AdamW step. Phases are timed by wrapping the teacher's ``encode_image``: "teache
 import contextlib
 import resource
 import time
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -25,6 +25,7 @@ __all__ = [
     "DTYPES",
     "sync",
     "peak_memory_mb",
+    "mean_seconds",
     "matmul_peak",
     "synthetic_distill_batch",
     "build_step_model",
@@ -46,6 +47,19 @@ def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def mean_seconds(fn: Callable[[], object], repeats: int, warmup: int, device: torch.device
+                 ) -> float:
+    """Mean seconds per call of ``fn`` after ``warmup`` untimed calls (synchronised on CUDA)."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    sync(device)
+    return (time.perf_counter() - t0) / max(repeats, 1)
 
 
 def matmul_peak(dtype: str = "fp32", device: str = "cpu", n: int = 2048, seconds: float = 2.0
