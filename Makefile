@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: env demo demo-seg demo-cnn test test-all lint clean
+.PHONY: env demo demo-seg demo-cnn demo-seeds test test-all lint clean
 
 env:
 	@bash tools/setup_env.sh
@@ -20,6 +20,11 @@ demo-seg: env
 # reuses output/demo's world and toy ViT when present)
 demo-cnn: env
 	$(PY) tools/cnn_vs_vit.py --output output/demo_cnn --demo output/demo $(DEMO_ARGS)
+
+# the miniature's region-recognition and F-ViT stages on 3 world seeds: mean and spread
+# (docs/miniature.md §5; each seed's world and toy CLIP cached under output/demo_seeds/seed_N)
+demo-seeds: env
+	$(PY) tools/demo_seeds.py --output output/demo_seeds $(DEMO_ARGS)
 
 test: env lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)

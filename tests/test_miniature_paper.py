@@ -137,3 +137,47 @@ def test_analyze_regions_on_quick_demo(quick_demo):
         for key in ("top1", "colour", "shape"):
             assert 0 <= r[key] <= 100
         assert r["top1"] <= min(r["colour"], r["shape"])
+
+
+def test_report_without_the_optional_stages(quick_demo, tmp_path):
+    """--skip mixed,alpha,pictures (make demo-seeds): the report leaves out their rows and
+    sections instead of failing; an unknown stage is refused by name."""
+    from tests.helpers import load_file
+
+    mp = load_file(os.path.join(ROOT, "tools", "miniature_paper.py"), "miniature_paper_skip")
+    m = json.loads((quick_demo / "metrics.json").read_text())
+    for key in ("clipself_mixed", "pictures"):
+        m.pop(key)
+    m["region_recognition"].pop("after_mixed")
+    m["region_recognition"].pop("alpha")
+    mp.write_report(str(tmp_path), m)
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "(patches)" in report and "| toy CLIP + CLIPSelf (proposals) |" in report
+    for absent in ("mixed", "Weight ensembling", "kmeans.png"):
+        assert absent not in report, absent
+    with pytest.raises(SystemExit):
+        mp.main(["--output", str(tmp_path / "x"), "--skip", "fvit"])
+
+
+@pytest.mark.slow
+def test_quick_demo_seeds(quick_demo, tmp_path):
+    """`make demo-seeds` shortened: seed 0 is the quick demo's own run (reused), seed 1 runs
+    without the optional stages; mean and spread over both, targets per seed, picture."""
+    out = tmp_path / "seeds"
+    _run("demo_seeds.py", "--output", str(out), "--seeds", "0,1", "--quick",
+         "--demo", str(quick_demo))
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["reports"]["0"] == os.path.join(str(quick_demo), "REPORT.md")
+    seed1 = json.loads((out / "seed_1" / "metrics.json").read_text())
+    assert seed1["world"]["seed"] == 1 and "after_mixed" not in seed1["region_recognition"]
+    assert set(seed1["seconds"]) >= {"world", "toy_clip", "before", "clipself", "proposals",
+                                     "fvit"} and "alpha" not in seed1["seconds"]
+    fig = m["summary"]["figures"]["boxes_patches"]
+    values = list(fig["values"].values())
+    assert len(values) == 2 and fig["spread"]["mean"] == pytest.approx(sum(values) / 2)
+    assert set(m["summary"]["targets"]) == {"toy_clip_top1", "patches_of_crops",
+                                            "proposals_of_crops", "stuff_patches",
+                                            "fvit_novel_gain"}
+    report = (out / "REPORT.md").read_text()
+    assert "| figure | seed 0 | seed 1 | mean +- std | min - max |" in report
+    assert (out / "seeds.png").stat().st_size > 0

@@ -4,7 +4,8 @@
 ``make demo`` runs this script. Stages (each prints its progress and wall time):
 
 1. world      generate the synthetic world (images, COCO instances, panoptic, captions)
-2. toy_clip   train the toy CLIP contrastively on scenes + object crops (cached by settings)
+2. toy_clip   train the toy CLIP contrastively on scenes, object crops and captioned region
+              crops (docs/miniature.md §1; cached by settings)
 3. before     region recognition of the toy CLIP: dense boxes / thing masks / stuff masks vs
               image crops (paper Table 2 protocol) through ``train_net.py --eval-only``
 4. clipself   CLIPSelf distillation with image patches through ``train_net.py``, evaluated after
@@ -37,7 +38,7 @@ import torch
 from clipself.data.datasets.synthetic import prepare_world
 from clipself.distill import export_distilled
 from clipself.engine.runner import TrainNetJob, run_jobs
-from clipself.engine.toy_clip import cached_toy_clip
+from clipself.engine.toy_clip import REGION_RECIPE, cached_toy_clip
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISTILL_CONFIG = "configs/Synthetic/clipself_toy_patches.py"
@@ -59,11 +60,13 @@ PROPOSALS_ITERS, PROPOSALS_BATCH = 1800, 8
 #: feeds F-ViT, so it gets more, smaller steps)
 SIZES = {
     "full": dict(num_train=2000, num_val=300, clip_steps=800, clip_pool=6000, clip_eval=300,
-                 distill_iters=300, distill_batch=16, proposals_iters=PROPOSALS_ITERS,
-                 proposals_batch=PROPOSALS_BATCH, eval_images=300, fvit_iters=300, fvit_batch=8),
+                 clip_region_crops=REGION_RECIPE["region_crops"],
+                 clip_batch_regions=REGION_RECIPE["batch_regions"], distill_iters=300,
+                 distill_batch=16, proposals_iters=PROPOSALS_ITERS, proposals_batch=PROPOSALS_BATCH,
+                 eval_images=300, fvit_iters=300, fvit_batch=8),
     "quick": dict(num_train=24, num_val=8, clip_steps=10, clip_pool=64, clip_eval=8,
-                  distill_iters=16, distill_batch=4, proposals_iters=16, proposals_batch=4,
-                  eval_images=8, fvit_iters=6, fvit_batch=2),
+                  clip_region_crops=2, clip_batch_regions=8, distill_iters=16, distill_batch=4,
+                  proposals_iters=16, proposals_batch=4, eval_images=8, fvit_iters=6, fvit_batch=2),
 }
 #: keys of metrics.json "region_recognition" -> evaluator keys
 REGION_KEYS = {
@@ -73,6 +76,12 @@ REGION_KEYS = {
     "crops_top1": "crops_top1", "crops_top5": "crops_top5",
     "stuff_crops_top1": "stuff_crops_top1",
 }
+
+
+#: the stages in order; OPTIONAL_STAGES feed no later stage and may be skipped (``--skip``)
+STAGES = ("world", "toy_clip", "before", "clipself", "proposals", "mixed", "alpha", "pictures",
+          "fvit")
+OPTIONAL_STAGES = ("mixed", "alpha", "pictures")
 
 
 def _log(msg: str) -> None:
@@ -98,7 +107,8 @@ def stage_world(out: str, num_train: int, num_val: int, seed: int) -> str:
 def stage_toy_clip(out: str, size: dict, seed: int) -> dict:
     """Train the toy CLIP once per settings; later runs reuse the cached checkpoint."""
     settings = dict(steps=size["clip_steps"], pool_scenes=size["clip_pool"], seed=seed,
-                    eval_scenes=size["clip_eval"])
+                    eval_scenes=size["clip_eval"], region_crops=size["clip_region_crops"],
+                    batch_regions=size["clip_batch_regions"])
     return cached_toy_clip(os.path.join(out, "toy_clip"), settings, log=_log)
 
 
@@ -342,9 +352,11 @@ def _pick(res: dict) -> dict:
 
 
 def write_report(out: str, m: dict) -> None:
+    """``out/REPORT.md`` from the metrics of the stages that ran (skipped ones leave out their
+    rows and sections)."""
     rr = m["region_recognition"]
-    before, patches, proposals, mixed = (
-        rr["before"], rr["after_patches"], rr["after"], rr["after_mixed"])
+    before, patches, proposals = rr["before"], rr["after_patches"], rr["after"]
+    mixed = rr.get("after_mixed")
 
     def row(name, r, kind="dense"):
         if kind == "crops":
@@ -355,9 +367,9 @@ def write_report(out: str, m: dict) -> None:
 
     alpha_rows = []
     for source, r1 in (("patches", patches), ("proposals", proposals)):
-        rows = [(1.0, r1)] + [
-            (a, m["region_recognition"]["alpha"][f"{source}_alpha{a}"]) for a in ALPHAS
-        ]
+        if "alpha" not in rr:
+            break
+        rows = [(1.0, r1)] + [(a, rr["alpha"][f"{source}_alpha{a}"]) for a in ALPHAS]
         alpha_rows += [
             f"| {source} | {a} | {r['boxes_top1']:.1f} | {r['thing_masks_top1']:.1f} | "
             f"{r['stuff_masks_top1']:.1f} | {r['crops_top1']:.1f} |" for a, r in rows
@@ -365,6 +377,12 @@ def write_report(out: str, m: dict) -> None:
     w = m["world"]
     tc = m["toy_clip"]
     cs = m["clipself"]
+    tc_regions = tc["settings"].get("region_crops", 0)
+    mixed_loss = (f"; mixed {_schedule_text(m['sizes'], 'mixed')}, loss "
+                  f"{m['clipself_mixed']['loss_first']:.3f} -> "
+                  f"{m['clipself_mixed']['loss_last']:.3f}" if "clipself_mixed" in m else "")
+    mixed_ratio = (f", {_ratio(mixed['boxes_top1'], before['crops_top1'])} (mixed: up to 10 "
+                   "proposals + grid cells per image)" if mixed else "")
     lines = [
         "# The miniature paper: CLIPSelf on the synthetic world",
         "",
@@ -373,7 +391,9 @@ def write_report(out: str, m: dict) -> None:
         "",
         f"- World: {w['num_train']} training / {w['num_val']} validation scenes, seed "
         f"{w['seed']}; 30 thing classes (24 base, 6 novel), 5 stuff classes.",
-        f"- Toy CLIP ({tc['settings']['steps']} steps): zero-shot top-1 on validation object "
+        f"- Toy CLIP ({tc['settings']['steps']} steps"
+        + (f", {tc_regions} captioned region crops per pool scene" if tc_regions else "")
+        + "): zero-shot top-1 on validation object "
         "crops (boxes x1.5, 30 classes, \"a photo of a {}.\") = "
         f"**{tc['zero_shot_top1']:.1f}%**.",
         "- CLIPSelf (student 128 px, 16 x 16 tokens; teacher crops 64 px): patches "
@@ -381,14 +401,10 @@ def write_report(out: str, m: dict) -> None:
         f"{cs['loss_last']:.3f}; proposals (class-agnostic object boxes, crops x1.5) "
         f"{_schedule_text(m['sizes'], 'proposals')}, loss "
         f"{m['clipself_proposals']['loss_first']:.3f} -> "
-        f"{m['clipself_proposals']['loss_last']:.3f}; mixed "
-        f"{_schedule_text(m['sizes'], 'mixed')}, loss {m['clipself_mixed']['loss_first']:.3f} "
-        f"-> {m['clipself_mixed']['loss_last']:.3f}.",
+        f"{m['clipself_proposals']['loss_last']:.3f}{mixed_loss}.",
         f"- Dense box top-1 after CLIPSelf / image-crop top-1 of the toy CLIP: "
         f"{_ratio(patches['boxes_top1'], before['crops_top1'])} (patches), "
-        f"{_ratio(proposals['boxes_top1'], before['crops_top1'])} (proposals), "
-        f"{_ratio(mixed['boxes_top1'], before['crops_top1'])} (mixed: up to 10 proposals "
-        "+ grid cells per image).",
+        f"{_ratio(proposals['boxes_top1'], before['crops_top1'])} (proposals){mixed_ratio}.",
         "",
         "## Region recognition (paper Table 2 protocol; mean per-class accuracy, %)",
         "",
@@ -401,20 +417,17 @@ def write_report(out: str, m: dict) -> None:
         row("Dense features, toy CLIP", before),
         row("Dense features, toy CLIP + CLIPSelf (patches)", patches),
         row("Dense features, toy CLIP + CLIPSelf (proposals)", proposals),
-        row("Dense features, toy CLIP + CLIPSelf (mixed; not in the paper)", mixed),
+        *([row("Dense features, toy CLIP + CLIPSelf (mixed; not in the paper)", mixed)]
+          if mixed else []),
         row("Image crops, CLIPSelf student (patches)", patches, "crops"),
         row("Image crops, CLIPSelf student (proposals)", proposals, "crops"),
         "",
-        "## Weight ensembling (docs/distillation.md §7): alpha * student + (1 - alpha) * teacher",
-        "",
-        "| run | alpha | Boxes top1 | Thing masks top1 | Stuff masks top1 | Crops top1 |",
-        "|---|---|---|---|---|---|",
-        *alpha_rows,
-        "",
-        "## K-Means of dense features (paper Figure 4)",
-        "",
-        "![kmeans](kmeans.png)",
-        "",
+        *(["## Weight ensembling (docs/distillation.md §7): alpha * student + (1 - alpha) * "
+           "teacher", "",
+           "| run | alpha | Boxes top1 | Thing masks top1 | Stuff masks top1 | Crops top1 |",
+           "|---|---|---|---|---|---|", *alpha_rows, ""] if alpha_rows else []),
+        *(["## K-Means of dense features (paper Figure 4)", "", "![kmeans](kmeans.png)", ""]
+          if "pictures" in m else []),
         "## Open-vocabulary detection (paper Table 3)",
         "",
         f"F-ViT (frozen tower, 64-channel FPN, 160 px) trained {m['sizes']['fvit_iters']} "
@@ -451,10 +464,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--output", default="output/demo")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CI integration test)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip", default="", metavar="STAGES",
+                        help="comma-separated stages to leave out, of: "
+                             f"{', '.join(OPTIONAL_STAGES)} (make demo-seeds skips all three)")
     parser.add_argument("--fvit-precision", choices=["auto", "bf16", "fp32"], default="auto",
                         help="F-ViT training precision; auto = bf16 autocast where the CPU has "
                              "native bf16, else fp32 (evaluation is always fp32)")
     args = parser.parse_args(argv)
+    skip = [s for s in args.skip.split(",") if s]
+    unknown = sorted(set(skip) - set(OPTIONAL_STAGES))
+    if unknown:
+        parser.error(f"--skip: {', '.join(unknown)} cannot be skipped; optional stages are "
+                     f"{', '.join(OPTIONAL_STAGES)}")
 
     out = os.path.abspath(args.output)
     os.makedirs(out, exist_ok=True)
@@ -464,8 +485,7 @@ def main(argv=None) -> dict:
         "world": {"num_train": size["num_train"], "num_val": size["num_val"], "seed": args.seed},
         "seconds": {},
     }
-    stages = ["world", "toy_clip", "before", "clipself", "proposals", "mixed", "alpha",
-              "pictures", "fvit"]
+    stages = [s for s in STAGES if s not in skip]
     t_all = time.time()
     state = {}
     for i, stage in enumerate(stages):

@@ -16,12 +16,13 @@ from clipself.engine.toy_clip import (
 )
 from clipself.synthetic import ALL_CLASSES, generate_scene, semantic_map
 
-#: make demo's toy CLIP settings and the key its cached checkpoint carries
+#: the toy CLIP settings of make demo before region crops (still make demo-cnn's) and the key
+#: their cached checkpoints carry
 DEMO_SETTINGS = dict(steps=800, pool_scenes=6000, seed=0, eval_scenes=300)
 DEMO_KEY = "c97cebb60d"
 
 
-def test_region_option_off_keeps_the_demo_cache_key():
+def test_region_option_off_keeps_the_original_cache_key():
     assert toy_clip_cache_key(DEMO_SETTINGS) == DEMO_KEY
     assert toy_clip_cache_key(dict(DEMO_SETTINGS, region_crops=0, batch_regions=32)) == DEMO_KEY
     on = toy_clip_cache_key(dict(DEMO_SETTINGS, region_crops=8))
@@ -36,6 +37,32 @@ def test_region_boxes_lie_inside_the_image():
     assert (boxes[:, 1] >= 0).all() and (boxes[:, 3] <= 96 + 1e-4).all()
     assert (boxes[:, 2] - boxes[:, 0] > 0).all() and (boxes[:, 3] - boxes[:, 1] > 0).all()
     assert sample_region_boxes(64, 64, 0, np.random.default_rng(0)).shape == (0, 4)
+
+
+def test_object_regions_cover_the_objects():
+    """With object boxes, a third of the regions are drawn around an object (scaled 0.6-2.5x,
+    shifted by up to half its size): each of those overlaps the object."""
+    obj = (100.0, 10.0, 20.0, 16.0)  # xywh, far from the image centre
+    rng = np.random.default_rng(3)
+    boxes = sample_region_boxes(160, 96, 600, rng, object_boxes=[obj])
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 160 + 1e-4).all()
+    assert (boxes[:, 1] >= 0).all() and (boxes[:, 3] <= 96 + 1e-4).all()
+    assert (boxes[:, 2] - boxes[:, 0] >= 1 - 1e-4).all()
+    assert (boxes[:, 3] - boxes[:, 1] >= 1 - 1e-4).all()
+    ox0, oy0, ox1, oy1 = obj[0], obj[1], obj[0] + obj[2], obj[1] + obj[3]
+    iw = (torch.minimum(boxes[:, 2], torch.tensor(ox1))
+          - torch.maximum(boxes[:, 0], torch.tensor(ox0))).clamp(min=0)
+    ih = (torch.minimum(boxes[:, 3], torch.tensor(oy1))
+          - torch.maximum(boxes[:, 1], torch.tensor(oy0))).clamp(min=0)
+    covers = iw * ih / (obj[2] * obj[3])  # share of the object inside each region
+    centred = ((boxes[:, 0] + boxes[:, 2]) / 2 - (ox0 + ox1) / 2).abs() <= obj[2] / 2 + 1e-3
+    centred &= ((boxes[:, 1] + boxes[:, 3]) / 2 - (oy0 + oy1) / 2).abs() <= obj[3] / 2 + 1e-3
+    small = (boxes[:, 2] - boxes[:, 0] <= 2.5 * obj[2] + 1e-3)
+    around = centred & small & (covers > 0)
+    assert 0.25 < around.float().mean() < 0.5  # about a third (some other boxes qualify too)
+    without = sample_region_boxes(160, 96, 600, np.random.default_rng(3))
+    wc = ((without[:, 0] + without[:, 2]) / 2 - (ox0 + ox1) / 2).abs() <= obj[2] / 2
+    assert wc.float().mean() < 0.2
 
 
 def test_region_captions_name_the_dominant_class_first():

@@ -12,7 +12,8 @@ and the same dense grid (8 x 8, 16 x 16) are compared. Then K-Means maps of both
 features on the same validation images.
 
 Stages: world (reused from ``make demo`` when it matches) -> toy CLIPs (each cached by its
-settings; the demo's toy ViT is reused when its key matches) -> region recognition -> K-Means
+settings; the demo's toy ViT is reused when its key matches, i.e. when it too was
+pre-trained without region crops) -> region recognition -> K-Means
 picture -> ``REPORT.md`` + ``metrics.json``.
 """
 import json
@@ -54,9 +55,10 @@ __all__ = [
     "run_cnn_vs_vit",
 ]
 
-#: full (``make demo-cnn``) and quick (the integration test) sizes; the world and toy-CLIP
-#: settings are those of tools/miniature_paper.py's SIZES, so that ``make demo``'s world and toy
-#: ViT are reused when present
+#: full (``make demo-cnn``) and quick (the integration test) sizes; the world settings are those
+#: of tools/miniature_paper.py's SIZES (``make demo``'s world is reused when present); both toy
+#: CLIPs are pre-trained without region crops (docs/cnn_vs_vit.md §1), so make demo's toy ViT,
+#: which has them, is reused only when it was trained by this recipe
 SIZES = {
     "full": dict(num_train=2000, num_val=300, clip_steps=800, clip_pool=6000, clip_eval=300,
                  kmeans_images=4),

@@ -18,15 +18,16 @@ enlarged 1.1-2x, jittered) with "a photo of a {class}."-style captions. Novel cl
 included: like web-scale CLIP, the toy CLIP has seen every concept; only the detectors are
 trained on base classes.
 
-Optionally (``region_crops`` > 0; off by default, so the cached toy CLIP of ``make demo`` and its
-cache key stay as they are) the pool also holds the kinds of regions CLIPSelf asks the teacher
-about (docs/miniature.md §1-§2): per scene, ``region_crops`` crops that are each, with equal
-probability, a cell of a random patch grid (the 24 grids of the patches mode) or a random box
-(sides 10-100% of the image's, anywhere inside it), cut as they are (no enlargement). Each is
-captioned from the classes it shows (things and stuff; ``region_caption_classes``): by
-decreasing area until the named classes cover 80% of the crop, none below 5% of it except the
-largest, at most 3, e.g. "a photo of grass and a red square." Each step adds ``batch_regions`` of
-them to the batch.
+With ``region_crops`` > 0 (``make demo``: :data:`REGION_RECIPE`; 0, the function's default, is
+the original recipe, which ``make demo-cnn`` keeps) the pool also holds the kinds of regions
+CLIPSelf asks the teacher about (docs/miniature.md §1-§2): per scene, ``region_crops`` crops
+that are each, with equal probability, a cell of a random patch grid (the 24 grids of the
+patches mode), a random box (sides 10-100% of the image's, anywhere inside it) or a box around
+an object (scaled 0.6-2.5x, shifted: cut objects and objects in context), cut as they are (no
+enlargement). Each is captioned from the classes it shows (things and stuff;
+``region_caption_classes``): by decreasing area until the named classes cover 80% of the crop,
+none below 5% of it except the largest, at most 3, e.g. "a photo of grass and a red square."
+Each step adds ``batch_regions`` of them to the batch.
 """
 import hashlib
 import json
@@ -130,32 +131,66 @@ def object_crops(
     return torch.stack(crops)
 
 
+#: the region crops of ``make demo``'s toy CLIP (docs/miniature.md §1): per pool scene and per step
+REGION_RECIPE = {"region_crops": 8, "batch_regions": 96}
 #: side range of the random boxes among the region crops, as a share of the image's side
 REGION_BOX_SIDE = (0.1, 1.0)
+#: object-anchored regions: scale of the object's box (below 1 cuts the object) and the shift of
+#: its centre, as a share of the box's sides
+REGION_OBJECT_SCALE = (0.6, 2.5)
+REGION_OBJECT_SHIFT = 0.5
 
 
 def sample_region_boxes(
-    width: int, height: int, count: int, rng: np.random.Generator, max_split: int = 6
+    width: int,
+    height: int,
+    count: int,
+    rng: np.random.Generator,
+    max_split: int = 6,
+    object_boxes: Optional[Sequence[Sequence[float]]] = None,
 ) -> torch.Tensor:
     """``count`` regions of a ``width x height`` image like those CLIPSelf distils
-    (docs/miniature.md §1): each, with probability 1/2, a random cell of a random grid of
-    :func:`~clipself.data.regions.grid_choices`, else a random box with sides drawn uniformly
-    in :data:`REGION_BOX_SIDE` x the image's sides, placed uniformly inside the image.
+    (docs/miniature.md §1), each of one kind drawn with equal probability:
 
+    - a random cell of a random grid of :func:`~clipself.data.regions.grid_choices`;
+    - a random box with sides drawn uniformly in :data:`REGION_BOX_SIDE` x the image's sides,
+      placed uniformly inside the image;
+    - (when ``object_boxes`` is not empty) a box around a random object: its box scaled by
+      :data:`REGION_OBJECT_SCALE` (independently per side) and shifted by up to
+      :data:`REGION_OBJECT_SHIFT` x its sides, clipped to the image: cut objects, objects with
+      their neighbours and background, as a grid cell over an object shows them.
+
+    Args:
+        object_boxes: (O, 4) xywh boxes of the scene's objects, or None.
     Returns:
         Tensor (count, 4) float xyxy.
     """
     choices = grid_choices(max_split)
+    objects = [tuple(map(float, b)) for b in (object_boxes or [])]
+    kinds = 3 if objects else 2
     boxes = []
     for _ in range(count):
-        if rng.random() < 0.5:
+        kind = int(rng.integers(kinds))
+        if kind == 0:
             rows, cols = choices[int(rng.integers(len(choices)))]
             boxes.append(grid_cells(width, height, rows, cols)[int(rng.integers(rows * cols))])
-        else:
+            continue
+        if kind == 1:
             w = rng.uniform(*REGION_BOX_SIDE) * width
             h = rng.uniform(*REGION_BOX_SIDE) * height
             x0, y0 = rng.uniform(0, width - w), rng.uniform(0, height - h)
             boxes.append(torch.tensor([x0, y0, x0 + w, y0 + h], dtype=torch.float32))
+            continue
+        x, y, bw, bh = objects[int(rng.integers(len(objects)))]
+        w = max(1.0, bw * rng.uniform(*REGION_OBJECT_SCALE))
+        h = max(1.0, bh * rng.uniform(*REGION_OBJECT_SCALE))
+        cx = x + bw / 2 + rng.uniform(-REGION_OBJECT_SHIFT, REGION_OBJECT_SHIFT) * bw
+        cy = y + bh / 2 + rng.uniform(-REGION_OBJECT_SHIFT, REGION_OBJECT_SHIFT) * bh
+        x0, x1 = np.clip([cx - w / 2, cx + w / 2], 0, width)
+        y0, y1 = np.clip([cy - h / 2, cy + h / 2], 0, height)
+        x1, y1 = max(x1, min(width, x0 + 1)), max(y1, min(height, y0 + 1))
+        x0, y0 = min(x0, x1 - 1), min(y0, y1 - 1)
+        boxes.append(torch.tensor([x0, y0, x1, y1], dtype=torch.float32))
     return torch.stack(boxes) if boxes else torch.zeros(0, 4)
 
 
@@ -189,7 +224,8 @@ def _pool_chunk(args) -> Dict[str, list]:
         if region_crops:
             # an own stream, so that the scenes and object crops do not depend on the option
             region_rng = np.random.default_rng([seed, i, 11])
-            cells = sample_region_boxes(scene["width"], scene["height"], region_crops, region_rng)
+            cells = sample_region_boxes(scene["width"], scene["height"], region_crops,
+                                        region_rng, object_boxes=boxes)
             label_map = torch.from_numpy(semantic_map(scene).astype(np.int64))
             regions.append(crop_letterboxed(pil, cells, size))
             region_captions.extend(region_crop_captions(label_map, cells))
