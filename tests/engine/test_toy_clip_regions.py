@@ -14,7 +14,7 @@ from clipself.engine.toy_clip import (
     sample_region_boxes,
     toy_clip_cache_key,
 )
-from clipself.synthetic import ALL_CLASSES, generate_scene, semantic_map
+from clipself.synthetic import ALL_CLASSES, generate_scene, region_salient_things, semantic_map
 
 #: the toy CLIP settings of make demo before region crops (still make demo-cnn's) and the key
 #: their cached checkpoints carry
@@ -103,3 +103,37 @@ def test_quick_pretraining_with_region_crops(tmp_path):
     assert os.path.exists(out) and np.isfinite(res["final_loss"])
     assert any("12 region crops" in line for line in lines)
     json.dumps(res)
+
+
+def test_a_region_showing_a_whole_object_is_captioned_as_that_object():
+    """docs/miniature.md §2: a region showing most of an object that fills a good part of it is
+    a picture of that object (the object crops' caption); a cut object falls back to the area
+    rule; two objects of one class are named once."""
+    scene = generate_scene(0, "clip", 5)
+    label_map = torch.from_numpy(semantic_map(scene).astype(np.int64))
+    t = max(scene["things"], key=lambda t: t["area"])
+    x, y, w, h = t["bbox"]
+    article = "an" if t["name"][0] in "aeiou" else "a"
+    around = torch.tensor([[x - 0.2 * w, y - 0.2 * h, x + 1.2 * w, y + 1.2 * h]])
+    cut = torch.tensor([[x, y, x + 0.3 * w, y + 0.3 * h]])  # a corner of its box
+    caps = region_crop_captions(label_map, torch.cat([around, cut]), scene["things"])
+    others = [o for o in scene["things"] if o is not t]
+    if not any(_inside(o, around[0]) for o in others):
+        assert caps[0] == f"a photo of {article} {t['name']}."
+    area_rule = region_crop_captions(label_map, cut)
+    assert caps[1] == area_rule[0]
+    twins = [dict(t), dict(t)]
+    assert region_crop_captions(label_map, around, twins)[0] == f"a photo of {article} {t['name']}."
+
+
+def _inside(thing, box):
+    m = np.asarray(thing["mask"])
+    x0, y0, x1, y1 = [int(v) for v in box.clamp(min=0).tolist()]
+    return m[y0:y1, x0:x1].sum() >= 0.5 * m.sum()
+
+
+def test_salient_things_by_hand():
+    # object 0: whole and 90/400 of the region; 1: 40% visible inside; 2: whole but 5/400
+    assert region_salient_things([90, 40, 5], [100, 100, 5], 400) == [0]
+    assert region_salient_things([60, 90], [60, 100], 200) == [1, 0]  # largest first
+    assert region_salient_things([], [], 100) == [] == region_salient_things([5], [5], 0)

@@ -47,7 +47,7 @@ from PIL import Image
 
 from ..checkpoint import save_checkpoint_file
 from ..data.clip_transforms import crop_letterboxed, letterbox
-from ..data.regions import grid_cells, grid_choices, region_class_areas
+from ..data.regions import grid_cells, grid_choices, pixel_bounds, region_class_areas
 from ..evaluation.region_recognition import mean_class_accuracy
 from ..modeling.backbone.clip_vit import register_project_model_configs
 from ..synthetic.world import (
@@ -56,6 +56,7 @@ from ..synthetic.world import (
     generate_scene,
     region_caption,
     region_caption_classes,
+    region_salient_things,
     semantic_map,
 )
 from ..utils.atomic import atomic_path
@@ -133,6 +134,9 @@ def object_crops(
 
 #: the region crops of ``make demo``'s toy CLIP (docs/miniature.md §1): per pool scene and per step
 REGION_RECIPE = {"region_crops": 8, "batch_regions": 96}
+#: version of the region sampler and caption rule, part of the cache key when region crops are
+#: on (2: boxes around objects, and salient objects named alone, docs/miniature.md §1-§2)
+REGION_VERSION = 2
 #: side range of the random boxes among the region crops, as a share of the image's side
 REGION_BOX_SIDE = (0.1, 1.0)
 #: object-anchored regions: scale of the object's box (below 1 cuts the object) and the shift of
@@ -194,18 +198,40 @@ def sample_region_boxes(
     return torch.stack(boxes) if boxes else torch.zeros(0, 4)
 
 
-def region_crop_captions(label_map: torch.Tensor, boxes: torch.Tensor) -> list:
-    """The caption of each region (docs/miniature.md §2): the classes it shows, by area.
+def region_crop_captions(
+    label_map: torch.Tensor, boxes: torch.Tensor, things: Optional[Sequence[Mapping]] = None
+) -> list:
+    """The caption of each region (docs/miniature.md §2): the objects it is a picture of
+    (:func:`~clipself.synthetic.region_salient_things`) when ``things`` are given and any
+    qualifies, else the classes it shows, by area.
 
     Args:
         label_map (Tensor): (H, W) indices into ``ALL_CLASSES`` (the scene's semantic map).
         boxes (Tensor): (R, 4) xyxy regions.
+        things (list of dict or None): the scene's objects (``name``, ``mask`` bool (H, W) of
+            the visible pixels), as :func:`~clipself.synthetic.generate_scene` gives them.
     Returns:
         list[str] (R).
     """
     areas = region_class_areas(label_map, boxes, len(ALL_CLASSES))  # (R, K)
-    return [region_caption([ALL_CLASSES[k] for k in region_caption_classes(a)])
-            for a in areas.tolist()]
+    salient = [[] for _ in range(len(boxes))]
+    if things:
+        instances = torch.full(label_map.shape, -1, dtype=torch.long)  # (H, W) object index
+        for k, t in enumerate(things):
+            instances[torch.from_numpy(np.asarray(t["mask"], dtype=bool))] = k
+        inside = region_class_areas(instances, boxes, len(things))  # (R, O)
+        visible = inside.new_tensor([int(np.asarray(t["mask"]).sum()) for t in things])
+        h, w = label_map.shape
+        x0, y0, x1, y1 = pixel_bounds(boxes, w, h).unbind(1)
+        region_area = ((x1 - x0) * (y1 - y0)).tolist()
+        salient = [[ALL_CLASSES.index(things[k]["name"])
+                    for k in region_salient_things(row, visible.tolist(), a)]
+                   for row, a in zip(inside.tolist(), region_area)]
+    captions = []
+    for a, named in zip(areas.tolist(), salient):
+        named = list(dict.fromkeys(named)) or region_caption_classes(a)  # two red squares: one
+        captions.append(region_caption([ALL_CLASSES[k] for k in named]))
+    return captions
 
 
 def _pool_chunk(args) -> Dict[str, list]:
@@ -228,7 +254,7 @@ def _pool_chunk(args) -> Dict[str, list]:
                                         region_rng, object_boxes=boxes)
             label_map = torch.from_numpy(semantic_map(scene).astype(np.int64))
             regions.append(crop_letterboxed(pil, cells, size))
-            region_captions.extend(region_crop_captions(label_map, cells))
+            region_captions.extend(region_crop_captions(label_map, cells, scene["things"]))
     return {"images": images, "captions": captions, "crops": crops, "labels": labels,
             "regions": regions, "region_captions": region_captions}
 
@@ -463,7 +489,8 @@ def toy_clip_cache_key(settings: Mapping[str, Any], model_name: str = TOY_CLIP_N
     """The cache key of a toy CLIP: a hash of its training settings, plus its model config
     unless it is the default ViT (so the key of the ViT checkpoint ``make demo`` caches does not
     change). ``region_crops=0`` is the original recipe and leaves the key as without it (so does
-    ``batch_regions`` then, which has no effect).
+    ``batch_regions`` then, which has no effect); with region crops the key also holds
+    :data:`REGION_VERSION`.
 
     Args:
         settings (dict): the keyword arguments of :func:`train_toy_clip` that define the run.
@@ -475,6 +502,8 @@ def toy_clip_cache_key(settings: Mapping[str, Any], model_name: str = TOY_CLIP_N
     if key.get("region_crops", 0) == 0:
         key.pop("region_crops", None)
         key.pop("batch_regions", None)
+    else:  # a change of the region sampler or caption rule retrains the toy CLIP
+        key["region_version"] = REGION_VERSION
     if model_name != TOY_CLIP_NAME:
         key["model_name"] = model_name
     return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]

@@ -43,6 +43,7 @@ __all__ = [
     "BASE_CLASSES", "THING_IDS", "STUFF_IDS", "CATEGORIES", "PANOPTIC_LABEL_DIVISOR",
     "IGNORE_LABEL", "scene_rng", "generate_scene", "make_caption", "panoptic_map", "semantic_map",
     "REGION_CAPTION_COVER", "REGION_CAPTION_MIN_SHARE", "REGION_CAPTION_MAX_NAMES",
+    "REGION_SALIENT_WHOLE", "REGION_SALIENT_FILL", "region_salient_things",
     "region_caption_classes", "region_caption",
 ]
 
@@ -193,6 +194,44 @@ def region_caption_classes(
         named.append(int(k))
         covered += share
     return named
+
+
+#: a thing is what a region is a picture of when the region shows at least this share of the
+#: thing's visible pixels ...
+REGION_SALIENT_WHOLE = 0.5
+#: ... and the thing fills at least this share of the region (docs/miniature.md §2)
+REGION_SALIENT_FILL = 0.15
+
+
+def region_salient_things(
+    inside: Sequence[float],
+    visible: Sequence[float],
+    region_area: float,
+    whole: float = REGION_SALIENT_WHOLE,
+    fill: float = REGION_SALIENT_FILL,
+    max_names: int = REGION_CAPTION_MAX_NAMES,
+) -> List[int]:
+    """The objects a region is a picture of (docs/miniature.md §2): those it shows mostly whole
+    (``inside / visible >= whole``) and that fill a good part of it
+    (``inside / region_area >= fill``), by decreasing ``inside``, at most ``max_names``.
+
+    Args:
+        inside (sequence): (O,) visible pixels of each object inside the region.
+        visible (sequence): (O,) visible pixels of each object in the whole scene.
+        region_area (float): pixels of the region.
+    Returns:
+        list[int]: object indices, largest first; empty when none qualifies.
+
+    >>> region_salient_things([90, 40, 5], [100, 100, 5], 400)
+    [0]
+    """
+    inside = np.asarray(inside, dtype=np.float64)
+    visible = np.asarray(visible, dtype=np.float64)
+    if inside.size == 0 or region_area <= 0:
+        return []
+    ok = (inside >= whole * np.maximum(visible, 1)) & (inside >= fill * region_area)
+    order = np.argsort(-inside, kind="stable")
+    return [int(k) for k in order if ok[k]][:max_names]
 
 
 def region_caption(class_names: Sequence[str]) -> str:
