@@ -150,6 +150,8 @@ def test_report_without_the_optional_stages(quick_demo, tmp_path):
         m.pop(key)
     m["region_recognition"].pop("after_mixed")
     m["region_recognition"].pop("alpha")
+    for stage in ("mixed", "alpha", "pictures"):
+        m["seconds"].pop(stage)
     mp.write_report(str(tmp_path), m)
     report = (tmp_path / "REPORT.md").read_text()
     assert "(patches)" in report and "| toy CLIP + CLIPSelf (proposals) |" in report

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 from ..synthetic.writer import prepare_world
 from .cnn_vs_vit import find_toy_clip, find_world
 from .runner import TrainNetJob, run_jobs
-from .toy_clip import TOY_CLIP_NAME, cached_toy_clip, register_toy_clip_configs
+from .toy_clip import REGION_RECIPE, TOY_CLIP_NAME, cached_toy_clip, register_toy_clip_configs
 
 __all__ = [
     "CONFIG",
@@ -44,9 +44,11 @@ CONFIG = "configs/Synthetic/clipself_toy_patches_global.py"
 #: distillation that of its patches run (300 x 16 images)
 SIZES = {
     "full": dict(num_train=2000, num_val=300, clip_steps=800, clip_pool=6000, clip_eval=300,
-                 distill_iters=300, distill_batch=16),
+                 clip_region_crops=REGION_RECIPE["region_crops"],
+                 clip_batch_regions=REGION_RECIPE["batch_regions"], distill_iters=300,
+                 distill_batch=16),
     "quick": dict(num_train=24, num_val=8, clip_steps=10, clip_pool=64, clip_eval=8,
-                  distill_iters=4, distill_batch=4),
+                  clip_region_crops=2, clip_batch_regions=8, distill_iters=4, distill_batch=4),
 }
 #: ``model.global_loss_weight`` of the distillation runs
 WEIGHTS = (0.0, 0.1, 0.5, 1.0)
@@ -186,7 +188,8 @@ def run_global_sweep(
 
     register_toy_clip_configs()
     settings = dict(steps=size["clip_steps"], pool_scenes=size["clip_pool"], seed=seed,
-                    eval_scenes=size["clip_eval"])
+                    eval_scenes=size["clip_eval"], region_crops=size["clip_region_crops"],
+                    batch_regions=size["clip_batch_regions"])
     own = os.path.join(out, "toy_clip")
     found = find_toy_clip(([os.path.join(demo, "toy_clip")] if demo else []) + [own], settings,
                           TOY_CLIP_NAME)
