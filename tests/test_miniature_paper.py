@@ -40,6 +40,10 @@ def test_quick_miniature_paper(quick_demo):
     m = json.loads((out / "metrics.json").read_text())
     assert 0 <= m["toy_clip"]["zero_shot_top1"] <= 100
     assert m["region_recognition"]["after_source"] == "proposals"
+    # the teacher's view of each distillation mode's regions (docs/miniature.md §3)
+    for row in ("object_crops", "tight_boxes", "grid", "grid_things", "grid_stuff"):
+        assert m["teacher_regions"][row]["regions"] >= 0, row
+    assert m["teacher_regions"]["grid"]["regions"] > 0
     for when in ("before", "after", "after_patches", "after_mixed"):
         res = m["region_recognition"][when]
         for key in ("boxes_top1", "boxes_top5", "thing_masks_top1", "stuff_masks_top1",
@@ -64,6 +68,7 @@ def test_quick_miniature_paper(quick_demo):
     assert set(m["seconds"]) >= stages
     report = (out / "REPORT.md").read_text()
     assert "Dense features, toy CLIP + CLIPSelf" in report
+    assert "| tight object boxes (x1, the dense box RoI; 35 classes) |" in report
     assert "| toy CLIP + CLIPSelf (proposals) |" in report  # the detection table
 
 

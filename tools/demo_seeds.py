@@ -14,7 +14,6 @@ Usage::
     python tools/demo_seeds.py --output output/demo_seeds [--seeds 0,1,2] [--quick]
 """
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -24,18 +23,10 @@ from typing import Mapping
 
 from matplotlib.figure import Figure
 
+from clipself.engine.miniature import SIZES, with_region_crops
 from clipself.engine.seed_spread import summarize, summary_tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _miniature():
-    """tools/miniature_paper.py as a module (for its SIZES)."""
-    spec = importlib.util.spec_from_file_location(
-        "miniature_paper", os.path.join(ROOT, "tools", "miniature_paper.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _log(msg: str) -> None:
@@ -140,6 +131,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated world seeds")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (integration test)")
     parser.add_argument("--fvit-precision", choices=["auto", "bf16", "fp32"], default="auto")
+    parser.add_argument("--region-crops", type=int, default=0, metavar="N",
+                        help="toy CLIPs pre-trained also on N captioned region crops per scene "
+                             "(tools/miniature_paper.py --region-crops)")
     parser.add_argument("--demo", default="output/demo",
                         help="make demo's output: its seed's figures are reused when it ran at "
                              "the same sizes (its toy CLIP settings included)")
@@ -153,7 +147,7 @@ def main(argv=None) -> dict:
 
     out = os.path.abspath(args.output)
     os.makedirs(out, exist_ok=True)
-    sizes = _miniature().SIZES["quick" if args.quick else "full"]
+    sizes = with_region_crops(SIZES["quick" if args.quick else "full"], args.region_crops)
     per_seed, seconds, sources = {}, {}, {}
     t_all = time.time()
     for i, seed in enumerate(seeds):
@@ -167,7 +161,8 @@ def main(argv=None) -> dict:
         else:
             seed_out = os.path.join(out, f"seed_{seed}")
             per_seed[seed] = run_seed(seed_out, seed, args.quick,
-                                      ["--fvit-precision", args.fvit_precision])
+                                      ["--fvit-precision", args.fvit_precision,
+                                       "--region-crops", str(args.region_crops)])
             sources[seed] = os.path.join(seed_out, "REPORT.md")
         seconds[seed] = time.time() - t0
         mean = (time.time() - t_all) / (i + 1)

@@ -4,12 +4,14 @@
 ``make demo`` runs this script. Stages (each prints its progress and wall time):
 
 1. world      generate the synthetic world (images, COCO instances, panoptic, captions)
-2. toy_clip   train the toy CLIP contrastively on scenes, object crops and captioned region
-              crops (docs/miniature.md §1; cached by settings)
+2. toy_clip   train the toy CLIP contrastively on scenes and object crops (``--region-crops N``:
+              also captioned region crops; docs/miniature.md §1-§2; cached by settings), then
+              measure it on each distillation mode's regions (docs/miniature.md §3)
 3. before     region recognition of the toy CLIP: dense boxes / thing masks / stuff masks vs
               image crops (paper Table 2 protocol) through ``train_net.py --eval-only``
 4. clipself   CLIPSelf distillation with image patches through ``train_net.py``, evaluated after
-5. proposals  CLIPSelf distillation with region proposals (class-agnostic object boxes)
+5. proposals  CLIPSelf distillation with region proposals (class-agnostic object boxes), with
+              the schedule of the patches run (``clipself.engine.miniature.SIZES``)
    mixed      (not in the paper) proposals + grid cells in the same image
 6. alpha      weight ensembling alpha * student + (1 - alpha) * teacher of both runs
               (docs/distillation.md §7), evaluated with ``train_net.py --eval-only``
@@ -22,7 +24,7 @@ and the ``alpha`` ensembles.
 
 Usage::
 
-    python tools/miniature_paper.py --output output/demo [--quick]
+    python tools/miniature_paper.py --output output/demo [--quick] [--seed N] [--region-crops N]
 """
 import argparse
 import importlib.util
@@ -37,8 +39,10 @@ import torch
 
 from clipself.data.datasets.synthetic import prepare_world
 from clipself.distill import export_distilled
+from clipself.engine.miniature import SIZES, distill_schedule, toy_clip_settings, with_region_crops
 from clipself.engine.runner import TrainNetJob, run_jobs
-from clipself.engine.toy_clip import REGION_RECIPE, cached_toy_clip
+from clipself.engine.teacher_regions import analyze_teacher_regions, format_teacher_regions
+from clipself.engine.toy_clip import cached_toy_clip
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISTILL_CONFIG = "configs/Synthetic/clipself_toy_patches.py"
@@ -51,23 +55,10 @@ _RUNS = {  # region source -> (config, output folder)
     "mixed": (MIXED_CONFIG, "clipself_mixed"),
 }
 
-#: The proposals run: 1800 x 8 images. Measured on this world (dense box top-1 after CLIPSelf,
-#: 128 px, 1-thread runs): 300 x 16 -> 36.5, 600 x 16 -> 42.2, 1200 x 16 -> 48.8, 1800 x 8 -> 51.8;
-#: at equal images seen, 8-image batches did better than 16.
-PROPOSALS_ITERS, PROPOSALS_BATCH = 1800, 8
-#: full (make demo) and quick (CI integration test) sizes (distill_* for the patches and mixed
-#: runs, proposals_* for the proposals run: with ~3 boxes an image it is cheap per image, and it
-#: feeds F-ViT, so it gets more, smaller steps)
-SIZES = {
-    "full": dict(num_train=2000, num_val=300, clip_steps=800, clip_pool=6000, clip_eval=300,
-                 clip_region_crops=REGION_RECIPE["region_crops"],
-                 clip_batch_regions=REGION_RECIPE["batch_regions"], distill_iters=300,
-                 distill_batch=16, proposals_iters=PROPOSALS_ITERS, proposals_batch=PROPOSALS_BATCH,
-                 eval_images=300, fvit_iters=300, fvit_batch=8),
-    "quick": dict(num_train=24, num_val=8, clip_steps=10, clip_pool=64, clip_eval=8,
-                  clip_region_crops=2, clip_batch_regions=8, distill_iters=16, distill_batch=4,
-                  proposals_iters=16, proposals_batch=4, eval_images=8, fvit_iters=6, fvit_batch=2),
-}
+#: validation scenes of the teacher's view of the distillation regions (full, quick)
+TEACHER_SCENES = {False: 100, True: 2}
+#: rows of the teacher table in REPORT.md
+TEACHER_ROWS = ("object_crops", "tight_boxes", "grid", "grid_things", "grid_stuff")
 #: keys of metrics.json "region_recognition" -> evaluator keys
 REGION_KEYS = {
     "boxes_top1": "boxes_top1", "boxes_top5": "boxes_top5",
@@ -106,10 +97,7 @@ def stage_world(out: str, num_train: int, num_val: int, seed: int) -> str:
 
 def stage_toy_clip(out: str, size: dict, seed: int) -> dict:
     """Train the toy CLIP once per settings; later runs reuse the cached checkpoint."""
-    settings = dict(steps=size["clip_steps"], pool_scenes=size["clip_pool"], seed=seed,
-                    eval_scenes=size["clip_eval"], region_crops=size["clip_region_crops"],
-                    batch_regions=size["clip_batch_regions"])
-    return cached_toy_clip(os.path.join(out, "toy_clip"), settings, log=_log)
+    return cached_toy_clip(os.path.join(out, "toy_clip"), toy_clip_settings(size, seed), log=_log)
 
 
 def _train_net(name: str, args: list, out_dir: str, env: dict) -> dict:
@@ -117,13 +105,6 @@ def _train_net(name: str, args: list, out_dir: str, env: dict) -> dict:
     evaluation results (``eval_results.json`` of ``out_dir``)."""
     job = TrainNetJob(name, list(args), output_dir=out_dir)
     return run_jobs([job], env=env, threads=None, log=_log)[name].results
-
-
-def distill_schedule(size: dict, source: str) -> tuple:
-    """(iterations, images per iteration) of the CLIPSelf run on ``source`` regions."""
-    if source == "proposals":
-        return size["proposals_iters"], size["proposals_batch"]
-    return size["distill_iters"], size["distill_batch"]
 
 
 def _distill_opts(out: str, out_dir: str, toy_ckpt: str, batch: int, quick: bool) -> list:
@@ -145,7 +126,7 @@ def stage_region_before(out: str, env: dict, toy_ckpt: str, size: dict, quick: b
     out_dir = os.path.join(out, "region_before")
     results = _train_net("before", ["--eval-only", "--config-file", DISTILL_CONFIG,
                                     *_distill_opts(out, out_dir, toy_ckpt,
-                                                   size["distill_batch"], quick)], out_dir, env)
+                                                   size["eval_batch"], quick)], out_dir, env)
     return results["region_recognition"]
 
 
@@ -193,7 +174,7 @@ def stage_alpha(out: str, env: dict, toy_ckpt: str, size: dict, quick: bool) -> 
             out_dir = os.path.join(out, "alpha_eval", name)
             results = _train_net(name, [
                 "--eval-only", "--config-file", config,
-                *_distill_opts(out, out_dir, toy_ckpt, size["distill_batch"], quick),
+                *_distill_opts(out, out_dir, toy_ckpt, size["eval_batch"], quick),
                 f'train.init_checkpoint="{ckpt}"', f"model.alpha={alpha}",
             ], out_dir, env)
             res[name] = _pick(results["region_recognition"])
@@ -406,6 +387,13 @@ def write_report(out: str, m: dict) -> None:
         f"{_ratio(patches['boxes_top1'], before['crops_top1'])} (patches), "
         f"{_ratio(proposals['boxes_top1'], before['crops_top1'])} (proposals){mixed_ratio}.",
         "",
+        *(["## The teacher on each distillation mode's regions (docs/miniature.md §3)", "",
+           f"The toy CLIP zero-shot on the regions of the first "
+           f"{TEACHER_SCENES[bool(m['quick'])]} validation scenes, cut as the distillation "
+           "mapper cuts them (`tools/teacher_regions.py`); a tight box is the RoI a dense box "
+           "feature stands for.", "",
+           *format_teacher_regions(m["teacher_regions"], TEACHER_ROWS), ""]
+          if "teacher_regions" in m else []),
         "## Region recognition (paper Table 2 protocol; mean per-class accuracy, %)",
         "",
         "Validation panoptic split; things: RoI = box, crop = box x1.5; stuff: RoI = crop = mask",
@@ -470,7 +458,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--fvit-precision", choices=["auto", "bf16", "fp32"], default="auto",
                         help="F-ViT training precision; auto = bf16 autocast where the CPU has "
                              "native bf16, else fp32 (evaluation is always fp32)")
+    parser.add_argument("--region-crops", type=int, default=0, metavar="N",
+                        help="pre-train the toy CLIP also on N captioned region crops per pool "
+                             "scene (docs/miniature.md §1-§2); 0 = the original recipe")
     args = parser.parse_args(argv)
+    if args.region_crops < 0:
+        parser.error(f"--region-crops must be >= 0, got {args.region_crops}")
     skip = [s for s in args.skip.split(",") if s]
     unknown = sorted(set(skip) - set(OPTIONAL_STAGES))
     if unknown:
@@ -479,7 +472,7 @@ def main(argv=None) -> dict:
 
     out = os.path.abspath(args.output)
     os.makedirs(out, exist_ok=True)
-    size = SIZES["quick" if args.quick else "full"]
+    size = with_region_crops(SIZES["quick" if args.quick else "full"], args.region_crops)
     metrics = {
         "quick": args.quick, "sizes": size,
         "world": {"num_train": size["num_train"], "num_val": size["num_val"], "seed": args.seed},
@@ -499,6 +492,9 @@ def main(argv=None) -> dict:
             tc = stage_toy_clip(out, size, args.seed)
             state["toy"] = tc.pop("checkpoint")
             metrics["toy_clip"] = tc
+            metrics["teacher_regions"] = analyze_teacher_regions(
+                state["toy"], seed=args.seed, num_scenes=TEACHER_SCENES[bool(args.quick)],
+                log=_log)["accuracy"]
         elif stage == "before":
             res = stage_region_before(out, state["env"], state["toy"], size, args.quick)
             metrics["region_recognition"] = {"before": _pick(res), "raw_before": res}

@@ -50,6 +50,11 @@ def test_targets_are_checked_per_seed():
     assert f["spread"]["mean"] == pytest.approx(122 / 3)
     # a figure missing from a run is NaN, not an error
     assert math.isnan(summarize({0: {}})["figures"]["boxes_patches"]["values"][0])
+    # the teacher's view of the regions (make demo's toy_clip stage) is read per seed
+    teacher = {"teacher_regions": {"tight_boxes": {"top1": 40.0}, "grid_things": {"top1": 30.0}}}
+    f = summarize({3: teacher})["figures"]
+    assert f["teacher_tight"]["values"] == {3: 40.0} and f["teacher_grid_things"]["values"] == {
+        3: 30.0}
 
 
 def test_summary_tables_name_every_seed_and_miss():

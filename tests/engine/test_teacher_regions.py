@@ -18,10 +18,13 @@ from clipself.synthetic import ALL_CLASSES, THING_CLASSES, generate_scene, seman
 def test_regions_of_each_kind():
     regions = teacher_regions(0, 2, 32, grids_per_scene=2)
     n_things = sum(len(generate_scene(0, "val", i)["things"]) for i in range(2))
-    for kind in ("object_crops", "proposals"):
+    for kind in ("object_crops", "proposals", "tight_boxes"):
         assert regions[kind]["crops"].shape == (n_things, 3, 32, 32)
         assert (regions[kind]["labels"] < len(THING_CLASSES)).all()
     assert torch.equal(regions["object_crops"]["labels"], regions["proposals"]["labels"])
+    assert torch.equal(regions["object_crops"]["labels"], regions["tight_boxes"]["labels"])
+    # a tight crop shows the object larger than its x1.5 proposal crop: fewer background pixels
+    assert not torch.equal(regions["tight_boxes"]["crops"], regions["proposals"]["crops"])
     grid = regions["grid"]
     r = len(grid["labels"])
     assert 2 <= r <= 2 * 2 * 20 and grid["crops"].shape == (r, 3, 32, 32)
@@ -44,7 +47,7 @@ def test_accuracy_rows_and_table():
     model = open_clip.create_model(TOY_CLIP_NAME, pretrained=None)
     regions = teacher_regions(0, 3, 64, grids_per_scene=1)
     acc = teacher_region_accuracy(model, open_clip.get_tokenizer(TOY_CLIP_NAME), regions)
-    expected = {"object_crops", "proposals", "grid", "grid_things", "grid_stuff",
+    expected = {"object_crops", "proposals", "tight_boxes", "grid", "grid_things", "grid_stuff",
                 *(f"grid_{name}" for name, _, _ in PURITY_BINS)}
     assert set(acc) == expected
     assert acc["grid"]["regions"] == len(regions["grid"]["labels"]) == sum(

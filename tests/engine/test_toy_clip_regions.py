@@ -14,7 +14,7 @@ from clipself.engine.toy_clip import (
     sample_region_boxes,
     toy_clip_cache_key,
 )
-from clipself.synthetic import ALL_CLASSES, generate_scene, region_salient_things, semantic_map
+from clipself.synthetic import ALL_CLASSES, generate_scene, region_scene_caption, semantic_map
 
 #: the toy CLIP settings of make demo before region crops (still make demo-cnn's) and the key
 #: their cached checkpoints carry
@@ -28,6 +28,28 @@ def test_region_option_off_keeps_the_original_cache_key():
     on = toy_clip_cache_key(dict(DEMO_SETTINGS, region_crops=8))
     assert on != DEMO_KEY != toy_clip_cache_key(dict(DEMO_SETTINGS, region_crops=8,
                                                      batch_regions=32)) != on
+
+
+def test_crop_scale_enters_the_cache_key_only_when_changed():
+    assert toy_clip_cache_key(dict(DEMO_SETTINGS, crop_scale=(1.1, 2.0))) == DEMO_KEY
+    assert toy_clip_cache_key(dict(DEMO_SETTINGS, crop_scale=[1.1, 2])) == DEMO_KEY
+    tight = toy_clip_cache_key(dict(DEMO_SETTINGS, crop_scale=(1.0, 2.0)))
+    assert tight != DEMO_KEY and tight == toy_clip_cache_key(dict(DEMO_SETTINGS,
+                                                                  crop_scale=[1, 2.0]))
+
+
+def test_crop_scale_changes_only_the_object_crops():
+    """The crops' draws are the same random numbers for any range: scenes, labels and region
+    crops do not move; a lower bound of 1 lets some crops show the object tightly."""
+    base = build_pretraining_pool(3, seed=0, size=32, workers=1, region_crops=2)
+    tight = build_pretraining_pool(3, seed=0, size=32, workers=1, region_crops=2,
+                                   crop_scale=(1.0, 1.0))
+    assert torch.equal(base["images"], tight["images"])
+    assert torch.equal(base["labels"], tight["labels"])
+    assert torch.equal(base["regions"], tight["regions"])
+    assert base["region_captions"] == tight["region_captions"]
+    assert base["crops"].shape == tight["crops"].shape
+    assert not torch.equal(base["crops"], tight["crops"])
 
 
 def test_region_boxes_lie_inside_the_image():
@@ -105,35 +127,29 @@ def test_quick_pretraining_with_region_crops(tmp_path):
     json.dumps(res)
 
 
-def test_a_region_showing_a_whole_object_is_captioned_as_that_object():
-    """docs/miniature.md §2: a region showing most of an object that fills a good part of it is
-    a picture of that object (the object crops' caption); a cut object falls back to the area
-    rule; two objects of one class are named once."""
+def test_region_captions_describe_the_region_as_a_scene():
+    """docs/miniature.md §2: each region's caption is the world's scene caption of what it shows,
+    computed here from the objects' masks and the semantic map directly."""
     scene = generate_scene(0, "clip", 5)
     label_map = torch.from_numpy(semantic_map(scene).astype(np.int64))
     t = max(scene["things"], key=lambda t: t["area"])
-    x, y, w, h = t["bbox"]
+    x, y, w, h = (int(v) for v in t["bbox"])
+    boxes = torch.tensor([[x - 4, y - 4, x + w + 4, y + h + 4],  # the object with a margin
+                          [x, y, x + w // 3, y + h // 3],  # a corner of its box
+                          [0, 0, scene["width"], scene["height"]]], dtype=torch.float32)
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, scene["width"])
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, scene["height"])
+    captions = region_crop_captions(label_map, boxes, scene["things"])
+    names = [o["name"] for o in scene["things"]]
+    visible = [int(np.asarray(o["mask"]).sum()) for o in scene["things"]]
+    for caption, box in zip(captions, boxes.long().tolist()):
+        x0, y0, x1, y1 = box
+        inside = [int(np.asarray(o["mask"])[y0:y1, x0:x1].sum()) for o in scene["things"]]
+        areas = np.bincount(label_map[y0:y1, x0:x1].flatten().numpy(), minlength=256)
+        assert caption == region_scene_caption(names, inside, visible,
+                                               areas[:len(ALL_CLASSES)].tolist())
     article = "an" if t["name"][0] in "aeiou" else "a"
-    around = torch.tensor([[x - 0.2 * w, y - 0.2 * h, x + 1.2 * w, y + 1.2 * h]])
-    cut = torch.tensor([[x, y, x + 0.3 * w, y + 0.3 * h]])  # a corner of its box
-    caps = region_crop_captions(label_map, torch.cat([around, cut]), scene["things"])
-    others = [o for o in scene["things"] if o is not t]
-    if not any(_inside(o, around[0]) for o in others):
-        assert caps[0] == f"a photo of {article} {t['name']}."
-    area_rule = region_crop_captions(label_map, cut)
-    assert caps[1] == area_rule[0]
-    twins = [dict(t), dict(t)]
-    assert region_crop_captions(label_map, around, twins)[0] == f"a photo of {article} {t['name']}."
-
-
-def _inside(thing, box):
-    m = np.asarray(thing["mask"])
-    x0, y0, x1, y1 = [int(v) for v in box.clamp(min=0).tolist()]
-    return m[y0:y1, x0:x1].sum() >= 0.5 * m.sum()
-
-
-def test_salient_things_by_hand():
-    # object 0: whole and 90/400 of the region; 1: 40% visible inside; 2: whole but 5/400
-    assert region_salient_things([90, 40, 5], [100, 100, 5], 400) == [0]
-    assert region_salient_things([60, 90], [60, 100], 200) == [1, 0]  # largest first
-    assert region_salient_things([], [], 100) == [] == region_salient_things([5], [5], 0)
+    assert f"{article} {t['name']}" in captions[0]  # the whole object is named
+    # without the objects, only the semantic map speaks: stuff, or the largest classes
+    areas = region_class_areas(label_map, boxes[:1], len(ALL_CLASSES))[0].tolist()
+    assert region_crop_captions(label_map, boxes[:1]) == [region_scene_caption([], [], [], areas)]

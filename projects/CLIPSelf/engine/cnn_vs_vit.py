@@ -30,6 +30,8 @@ from ..data.clip_transforms import resize_longest_pad
 from ..modeling.backbone import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD, CLIPTower
 from ..synthetic.writer import prepare_world
 from ..utils.visualize import kmeans_map, side_by_side
+from .miniature import SIZES as MINIATURE_SIZES
+from .miniature import toy_clip_settings
 from .runner import TrainNetJob, run_jobs
 from .toy_clip import (
     TOY_CLIP_NAME,
@@ -55,16 +57,11 @@ __all__ = [
     "run_cnn_vs_vit",
 ]
 
-#: full (``make demo-cnn``) and quick (the integration test) sizes; the world settings are those
-#: of tools/miniature_paper.py's SIZES (``make demo``'s world is reused when present); both toy
-#: CLIPs are pre-trained without region crops (docs/cnn_vs_vit.md §1), so make demo's toy ViT,
-#: which has them, is reused only when it was trained by this recipe
-SIZES = {
-    "full": dict(num_train=2000, num_val=300, clip_steps=800, clip_pool=6000, clip_eval=300,
-                 kmeans_images=4),
-    "quick": dict(num_train=24, num_val=8, clip_steps=10, clip_pool=64, clip_eval=8,
-                  kmeans_images=2),
-}
+#: full (``make demo-cnn``) and quick (the integration test) sizes: the miniature's world and toy
+#: CLIP (``clipself.engine.miniature.SIZES``: ``make demo``'s world and toy ViT are reused when
+#: present; both toy CLIPs without region crops, docs/cnn_vs_vit.md §1) and the K-Means images
+SIZES = {mode: {**MINIATURE_SIZES[mode], "kmeans_images": n}
+         for mode, n in (("full", 4), ("quick", 2))}
 #: tower -> (label, open_clip model config, region-evaluation config, dense stride)
 TOWERS = {
     "vit": ("toy ViT (ToyCLIP-ViT-P8)", TOY_CLIP_NAME, "configs/Synthetic/clipself_toy_patches.py",
@@ -379,8 +376,7 @@ def run_cnn_vs_vit(
     # toy CLIPs: the same recipe and budget for both
     t0 = time.time()
     register_toy_clip_configs()
-    settings = dict(steps=size["clip_steps"], pool_scenes=size["clip_pool"], seed=seed,
-                    eval_scenes=size["clip_eval"])
+    settings = toy_clip_settings(size, seed)
     metrics["toy_clip"] = {}
     ckpts = {}
     for tower, (label, model_name, _, _) in TOWERS.items():

@@ -21,8 +21,10 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from ..synthetic.writer import prepare_world
 from .cnn_vs_vit import find_toy_clip, find_world
+from .miniature import SIZES as MINIATURE_SIZES
+from .miniature import toy_clip_settings
 from .runner import TrainNetJob, run_jobs
-from .toy_clip import REGION_RECIPE, TOY_CLIP_NAME, cached_toy_clip, register_toy_clip_configs
+from .toy_clip import TOY_CLIP_NAME, cached_toy_clip, register_toy_clip_configs
 
 __all__ = [
     "CONFIG",
@@ -39,17 +41,12 @@ __all__ = [
 ]
 
 CONFIG = "configs/Synthetic/clipself_toy_patches_global.py"
-#: full and quick (``--quick``, the integration test) sizes; world and toy-CLIP settings are
-#: those of tools/miniature_paper.py's SIZES (so that ``make demo``'s are reused), the
-#: distillation that of its patches run (300 x 16 images)
-SIZES = {
-    "full": dict(num_train=2000, num_val=300, clip_steps=800, clip_pool=6000, clip_eval=300,
-                 clip_region_crops=REGION_RECIPE["region_crops"],
-                 clip_batch_regions=REGION_RECIPE["batch_regions"], distill_iters=300,
-                 distill_batch=16),
-    "quick": dict(num_train=24, num_val=8, clip_steps=10, clip_pool=64, clip_eval=8,
-                  clip_region_crops=2, clip_batch_regions=8, distill_iters=4, distill_batch=4),
-}
+#: the distillation of each setting, full and quick (``--quick``, the integration test); world and
+#: toy CLIP are the miniature's (``clipself.engine.miniature.SIZES``, so that ``make demo``'s are
+#: reused). 300 x 16 images: the schedule the sweep was measured with (README)
+DISTILL = {"full": dict(distill_iters=300, distill_batch=16),
+           "quick": dict(distill_iters=4, distill_batch=4)}
+SIZES = {mode: {**MINIATURE_SIZES[mode], **DISTILL[mode]} for mode in DISTILL}
 #: ``model.global_loss_weight`` of the distillation runs
 WEIGHTS = (0.0, 0.1, 0.5, 1.0)
 #: ``model.alpha`` of the weight-0 run's evaluations (1.0 is that run's own point)
@@ -187,9 +184,7 @@ def run_global_sweep(
     metrics["world"] = {**world, "root": root}
 
     register_toy_clip_configs()
-    settings = dict(steps=size["clip_steps"], pool_scenes=size["clip_pool"], seed=seed,
-                    eval_scenes=size["clip_eval"], region_crops=size["clip_region_crops"],
-                    batch_regions=size["clip_batch_regions"])
+    settings = toy_clip_settings(size, seed)
     own = os.path.join(out, "toy_clip")
     found = find_toy_clip(([os.path.join(demo, "toy_clip")] if demo else []) + [own], settings,
                           TOY_CLIP_NAME)

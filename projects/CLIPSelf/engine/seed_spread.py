@@ -23,6 +23,10 @@ def _get(metrics: Mapping[str, Any], path: str) -> float:
 SEED_FIGURES: Tuple[Tuple[str, str, str], ...] = (
     ("toy_clip_top1", "toy CLIP zero-shot top-1, val object crops", "toy_clip.zero_shot_top1"),
     ("crops_top1", "image crops top-1 (region eval)", "region_recognition.before.crops_top1"),
+    ("teacher_tight", "toy CLIP top-1, tight object boxes (a dense box's RoI)",
+     "teacher_regions.tight_boxes.top1"),
+    ("teacher_grid_things", "toy CLIP top-1, grid cells a thing dominates",
+     "teacher_regions.grid_things.top1"),
     ("boxes_before", "dense boxes top-1, toy CLIP", "region_recognition.before.boxes_top1"),
     ("boxes_patches", "dense boxes top-1, + CLIPSelf patches",
      "region_recognition.after_patches.boxes_top1"),

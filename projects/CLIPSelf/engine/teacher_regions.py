@@ -10,6 +10,9 @@ kind by region kind, with the crops cut exactly as the distillation mapper cuts 
   training reports (``train_toy_clip``'s ``zero_shot_top1``), for reference;
 * ``proposals``: the same boxes as the proposals mode cuts them (x1.5, clipped to the image),
   against the whole vocabulary of the region evaluation (30 things + 5 stuff);
+* ``tight_boxes``: the object boxes themselves (x1, the RoI the region evaluation pools from the
+  student's dense map, docs/region_evaluation.md §2), 35 classes: what the teacher says about
+  exactly the region a dense box feature stands for;
 * ``grid``: the cells of the patches mode (``sample_grid_boxes``: one random M x N grid, at most
   20 cells, per draw; ``grids_per_scene`` draws per scene), each labelled by its dominant class
   by area (things and stuff, :func:`clipself.data.regions.dominant_class`); reported overall,
@@ -79,7 +82,7 @@ def teacher_regions(
     """
     k = len(ALL_CLASSES)
     gen = torch.Generator().manual_seed(seed)
-    rows = {"object_crops": [], "proposals": [], "grid": []}
+    rows = {"object_crops": [], "proposals": [], "tight_boxes": [], "grid": []}
     for i in range(num_scenes):
         scene = generate_scene(seed, split, i)
         pil = Image.fromarray(scene["image"])
@@ -92,6 +95,7 @@ def teacher_regions(
         boxes[:, 2:] += boxes[:, :2]  # xyxy
         crop_boxes = clip_boxes_to_image(scale_boxes(boxes, PROPOSAL_SCALE), (h, w))
         rows["proposals"].append((crop_letterboxed(pil, crop_boxes, crop_size), thing_labels))
+        rows["tight_boxes"].append((crop_letterboxed(pil, boxes, crop_size), thing_labels))
         label_map = torch.from_numpy(semantic_map(scene).astype(np.int64))  # (H, W), 255 = none
         for _ in range(grids_per_scene):
             cells = sample_grid_boxes(w, h, max_split=max_split, max_boxes=max_boxes,
@@ -100,7 +104,7 @@ def teacher_regions(
             rows["grid"].append((crop_letterboxed(pil, cells, crop_size), labels, purity,
                                  region_class_areas(label_map, cells, k)))
     out = {}
-    for kind in ("object_crops", "proposals"):
+    for kind in ("object_crops", "proposals", "tight_boxes"):
         out[kind] = {"crops": torch.cat([c for c, _ in rows[kind]]),
                      "labels": torch.cat([lab for _, lab in rows[kind]])}
     crops, labels, purity, areas = (torch.cat(parts) for parts in zip(*rows["grid"]))
@@ -133,11 +137,10 @@ def teacher_region_accuracy(
 
     Returns:
         dict of rows, each ``top1``, ``top5`` (mean per class, %), ``top1_regions`` (% of
-        regions, not per class) and ``regions``: ``object_crops``
-        (30 thing classes), ``proposals`` and ``grid`` (35 classes), ``grid_things`` /
-        ``grid_stuff`` (cells whose dominant class is a thing / stuff), one row per
-        :data:`PURITY_BINS` name (``grid_purity<0.5`` ...); the ``grid`` row also has
-        ``top1_visible`` (% of cells).
+        regions, not per class) and ``regions``: ``object_crops`` (30 thing classes),
+        ``proposals``, ``tight_boxes`` and ``grid`` (35 classes), ``grid_things`` / ``grid_stuff``
+        (cells whose dominant class is a thing / stuff), one row per :data:`PURITY_BINS` name
+        (``grid_purity<0.5`` ...); the ``grid`` row also has ``top1_visible`` (% of cells).
     """
     model.eval()
     n_all, n_things = len(ALL_CLASSES), len(THING_CLASSES)
@@ -147,6 +150,8 @@ def teacher_region_accuracy(
     res["object_crops"] = _acc(top, regions["object_crops"]["labels"], n_things)
     top = _predict(model, regions["proposals"]["crops"], text)
     res["proposals"] = _acc(top, regions["proposals"]["labels"], n_all)
+    top = _predict(model, regions["tight_boxes"]["crops"], text)
+    res["tight_boxes"] = _acc(top, regions["tight_boxes"]["labels"], n_all)
     grid = regions["grid"]
     top = _predict(model, grid["crops"], text)
     labels = grid["labels"]
@@ -203,6 +208,7 @@ def analyze_teacher_regions(
 _ROW_TEXT = {
     "object_crops": "object crops (box x1.5, 30 thing classes)",
     "proposals": "proposals (object box x1.5, 35 classes)",
+    "tight_boxes": "tight object boxes (x1, the dense box RoI; 35 classes)",
     "grid": "grid cells (patches mode, dominant class, 35 classes)",
     "grid_things": "grid cells labelled by a thing",
     "grid_stuff": "grid cells labelled by stuff",

@@ -18,15 +18,16 @@ enlarged 1.1-2x, jittered) with "a photo of a {class}."-style captions. Novel cl
 included: like web-scale CLIP, the toy CLIP has seen every concept; only the detectors are
 trained on base classes.
 
-With ``region_crops`` > 0 (``make demo``: :data:`REGION_RECIPE`; 0, the function's default, is
-the original recipe, which ``make demo-cnn`` keeps) the pool also holds the kinds of regions
-CLIPSelf asks the teacher about (docs/miniature.md §1-§2): per scene, ``region_crops`` crops
-that are each, with equal probability, a cell of a random patch grid (the 24 grids of the
+With ``region_crops`` > 0 (``tools/miniature_paper.py --region-crops N``; :data:`REGION_RECIPE`;
+0, the default and ``make demo``'s, is the original recipe) the pool also holds the kinds of
+regions CLIPSelf asks the teacher about (docs/miniature.md §1-§2): per scene, ``region_crops``
+crops that are each, with equal probability, a cell of a random patch grid (the 24 grids of the
 patches mode), a random box (sides 10-100% of the image's, anywhere inside it) or a box around
 an object (scaled 0.6-2.5x, shifted: cut objects and objects in context), cut as they are (no
-enlargement). Each is captioned from the classes it shows (things and stuff;
-``region_caption_classes``): by decreasing area until the named classes cover 80% of the crop,
-none below 5% of it except the largest, at most 3, e.g. "a photo of grass and a red square."
+enlargement). Each is captioned as the world captions a scene
+(:func:`~clipself.synthetic.region_scene_caption`): the objects it shows, counted, on the stuff
+around them, e.g. "a photo of a red square on grass."; a region without an object by its
+stuff, "a photo of grass and the sky."
 Each step adds ``batch_regions`` of them to the batch.
 """
 import hashlib
@@ -47,16 +48,14 @@ from PIL import Image
 
 from ..checkpoint import save_checkpoint_file
 from ..data.clip_transforms import crop_letterboxed, letterbox
-from ..data.regions import grid_cells, grid_choices, pixel_bounds, region_class_areas
+from ..data.regions import grid_cells, grid_choices, region_class_areas
 from ..evaluation.region_recognition import mean_class_accuracy
 from ..modeling.backbone.clip_vit import register_project_model_configs
 from ..synthetic.world import (
     ALL_CLASSES,
     THING_CLASSES,
     generate_scene,
-    region_caption,
-    region_caption_classes,
-    region_salient_things,
+    region_scene_caption,
     semantic_map,
 )
 from ..utils.atomic import atomic_path
@@ -64,6 +63,7 @@ from ..utils.atomic import atomic_path
 __all__ = [
     "TOY_CLIP_NAME",
     "TOY_CLIP_RN_NAME",
+    "CROP_SCALE",
     "register_toy_clip_configs",
     "toy_clip_cache_key",
     "cached_toy_clip",
@@ -132,11 +132,14 @@ def object_crops(
     return torch.stack(crops)
 
 
-#: the region crops of ``make demo``'s toy CLIP (docs/miniature.md §1): per pool scene and per step
-REGION_RECIPE = {"region_crops": 8, "batch_regions": 96}
+#: the object crops' enlargement range of the original recipe (boxes x1.1-2)
+CROP_SCALE = (1.1, 2.0)
+#: the region crops of ``--region-crops`` runs (docs/miniature.md §1): per pool scene and per step
+REGION_RECIPE = {"region_crops": 4, "batch_regions": 32}
 #: version of the region sampler and caption rule, part of the cache key when region crops are
-#: on (2: boxes around objects, and salient objects named alone, docs/miniature.md §1-§2)
-REGION_VERSION = 2
+#: on (2: boxes around objects and salient objects named alone; 3: captions written as the
+#: world's scene captions; docs/miniature.md §1-§2)
+REGION_VERSION = 3
 #: side range of the random boxes among the region crops, as a share of the image's side
 REGION_BOX_SIDE = (0.1, 1.0)
 #: object-anchored regions: scale of the object's box (below 1 cuts the object) and the shift of
@@ -201,41 +204,35 @@ def sample_region_boxes(
 def region_crop_captions(
     label_map: torch.Tensor, boxes: torch.Tensor, things: Optional[Sequence[Mapping]] = None
 ) -> list:
-    """The caption of each region (docs/miniature.md §2): the objects it is a picture of
-    (:func:`~clipself.synthetic.region_salient_things`) when ``things`` are given and any
-    qualifies, else the classes it shows, by area.
+    """The caption of each region (docs/miniature.md §2), written as the world captions a scene
+    (:func:`~clipself.synthetic.region_scene_caption`): the objects it shows, counted, on the
+    stuff around them; a region without such an object is captioned by its stuff.
 
     Args:
         label_map (Tensor): (H, W) indices into ``ALL_CLASSES`` (the scene's semantic map).
         boxes (Tensor): (R, 4) xyxy regions.
         things (list of dict or None): the scene's objects (``name``, ``mask`` bool (H, W) of
-            the visible pixels), as :func:`~clipself.synthetic.generate_scene` gives them.
+            the visible pixels), as :func:`~clipself.synthetic.generate_scene` gives them; None:
+            no object is named (the stuff, or the largest classes, by area).
     Returns:
         list[str] (R).
     """
-    areas = region_class_areas(label_map, boxes, len(ALL_CLASSES))  # (R, K)
-    salient = [[] for _ in range(len(boxes))]
+    areas = region_class_areas(label_map, boxes, len(ALL_CLASSES)).tolist()  # (R, K)
+    things = list(things or [])
+    names = [t["name"] for t in things]
     if things:
         instances = torch.full(label_map.shape, -1, dtype=torch.long)  # (H, W) object index
         for k, t in enumerate(things):
             instances[torch.from_numpy(np.asarray(t["mask"], dtype=bool))] = k
-        inside = region_class_areas(instances, boxes, len(things))  # (R, O)
-        visible = inside.new_tensor([int(np.asarray(t["mask"]).sum()) for t in things])
-        h, w = label_map.shape
-        x0, y0, x1, y1 = pixel_bounds(boxes, w, h).unbind(1)
-        region_area = ((x1 - x0) * (y1 - y0)).tolist()
-        salient = [[ALL_CLASSES.index(things[k]["name"])
-                    for k in region_salient_things(row, visible.tolist(), a)]
-                   for row, a in zip(inside.tolist(), region_area)]
-    captions = []
-    for a, named in zip(areas.tolist(), salient):
-        named = list(dict.fromkeys(named)) or region_caption_classes(a)  # two red squares: one
-        captions.append(region_caption([ALL_CLASSES[k] for k in named]))
-    return captions
+        inside = region_class_areas(instances, boxes, len(things)).tolist()  # (R, O)
+        visible = [int(np.asarray(t["mask"]).sum()) for t in things]
+    else:
+        inside, visible = [[] for _ in range(len(boxes))], []
+    return [region_scene_caption(names, row, visible, a) for row, a in zip(inside, areas)]
 
 
 def _pool_chunk(args) -> Dict[str, list]:
-    seed, start, stop, size, region_crops = args
+    seed, start, stop, size, region_crops, crop_scale = args
     images, captions, crops, labels = [], [], [], []
     regions, region_captions = [], []
     for i in range(start, stop):
@@ -245,7 +242,7 @@ def _pool_chunk(args) -> Dict[str, list]:
         images.append(letterbox(pil, size))
         captions.append(scene["caption"])
         boxes = [t["bbox"] for t in scene["things"]]
-        crops.append(object_crops(pil, boxes, size, rng, scale=(1.1, 2.0), jitter=0.1))
+        crops.append(object_crops(pil, boxes, size, rng, scale=crop_scale, jitter=0.1))
         labels.extend(THING_CLASSES.index(t["name"]) for t in scene["things"])
         if region_crops:
             # an own stream, so that the scenes and object crops do not depend on the option
@@ -260,20 +257,28 @@ def _pool_chunk(args) -> Dict[str, list]:
 
 
 def build_pretraining_pool(
-    num_scenes: int, *, seed: int = 0, size: int = 64, workers: int = 2, region_crops: int = 0
+    num_scenes: int,
+    *,
+    seed: int = 0,
+    size: int = 64,
+    workers: int = 2,
+    region_crops: int = 0,
+    crop_scale: Tuple[float, float] = CROP_SCALE,
 ) -> Dict[str, object]:
     """Scenes, object crops and (with ``region_crops``) captioned region crops of the ``"clip"``
     split, in memory.
 
     Args:
         region_crops (int): region crops per scene (docs/miniature.md §1-§2); 0 = none (default).
+        crop_scale (tuple): range of the object crops' enlargement factor (one uniform draw per
+            crop; the same random numbers for any range).
     Returns:
         dict: ``images`` uint8 (N, 3, size, size), ``captions`` list[str] (N), ``crops`` uint8
         (M, 3, size, size), ``labels`` int64 (M,) thing-class indices, ``regions`` uint8
         (N * region_crops, 3, size, size) and ``region_captions`` list[str] (N * region_crops).
     """
     chunk = max(1, num_scenes // (workers * 4))
-    jobs = [(seed, s, min(num_scenes, s + chunk), size, region_crops)
+    jobs = [(seed, s, min(num_scenes, s + chunk), size, region_crops, tuple(crop_scale))
             for s in range(0, num_scenes, chunk)]
     if workers > 1:
         # spawn, not fork: forking after torch started its thread pool can deadlock
@@ -377,6 +382,7 @@ def train_toy_clip(
     eval_scenes: int = 300,
     region_crops: int = 0,
     batch_regions: int = 64,
+    crop_scale: Sequence[float] = CROP_SCALE,
     log=print,
 ) -> Dict[str, float]:
     """Train the toy CLIP and save its open_clip state dict to ``output_path``.
@@ -388,6 +394,8 @@ def train_toy_clip(
         region_crops (int): captioned region crops (grid cells and random boxes) per pool scene
             (docs/miniature.md §1-§2); 0 (default) = the original recipe, unchanged.
         batch_regions (int): region crops per step when ``region_crops`` > 0.
+        crop_scale (pair): range of the object crops' enlargement (default x1.1-2; docs/miniature.md
+            §1).
     Returns:
         dict: ``zero_shot_top1`` (%, val crops, 30 classes), ``final_loss``, ``seconds``.
     """
@@ -399,7 +407,8 @@ def train_toy_clip(
     size = pretraining_input_size(model.visual)
 
     log(f"toy CLIP ({model_name}): generating {pool_scenes} pre-training scenes")
-    pool = build_pretraining_pool(pool_scenes, seed=seed, size=size, region_crops=region_crops)
+    pool = build_pretraining_pool(pool_scenes, seed=seed, size=size, region_crops=region_crops,
+                                  crop_scale=tuple(crop_scale))
     templates = list(CROP_TEMPLATES)
     scene_tokens = tokenizer(pool["captions"])  # (N, ctx)
     crop_captions = [t.format(c) for c in THING_CLASSES for t in templates]
@@ -499,6 +508,10 @@ def toy_clip_cache_key(settings: Mapping[str, Any], model_name: str = TOY_CLIP_N
         str: 10 hex digits.
     """
     key = dict(settings)
+    if tuple(key.get("crop_scale", CROP_SCALE)) == CROP_SCALE:
+        key.pop("crop_scale", None)  # the original recipe's crops keep the key they had
+    else:
+        key["crop_scale"] = [float(v) for v in key["crop_scale"]]
     if key.get("region_crops", 0) == 0:
         key.pop("region_crops", None)
         key.pop("batch_regions", None)

@@ -7,9 +7,9 @@ In memory: :func:`generate_scene`; on disk: :func:`prepare_world` (or
 from .world import (
     ALL_CLASSES, BASE_CLASSES, CATEGORIES, COLOURS, IGNORE_LABEL, NOVEL_CLASSES,
     PANOPTIC_LABEL_DIVISOR, REGION_CAPTION_COVER, REGION_CAPTION_MAX_NAMES,
-    REGION_CAPTION_MIN_SHARE, REGION_SALIENT_FILL, REGION_SALIENT_WHOLE, SHAPES, STUFF_CLASSES,
-    STUFF_IDS, THING_CLASSES, THING_IDS, generate_scene, make_caption, panoptic_map,
-    region_caption, region_caption_classes, region_salient_things, scene_rng, semantic_map,
+    REGION_CAPTION_MIN_SHARE, SHAPES, STUFF_CLASSES, STUFF_IDS, THING_CLASSES, THING_IDS,
+    generate_scene, make_caption, panoptic_map, region_caption, region_caption_classes,
+    region_scene_caption, scene_rng, semantic_map,
 )
 from .writer import WORLD_VERSION, encode_mask, prepare_world, world_paths
 from .preview import render_preview

@@ -43,8 +43,7 @@ __all__ = [
     "BASE_CLASSES", "THING_IDS", "STUFF_IDS", "CATEGORIES", "PANOPTIC_LABEL_DIVISOR",
     "IGNORE_LABEL", "scene_rng", "generate_scene", "make_caption", "panoptic_map", "semantic_map",
     "REGION_CAPTION_COVER", "REGION_CAPTION_MIN_SHARE", "REGION_CAPTION_MAX_NAMES",
-    "REGION_SALIENT_WHOLE", "REGION_SALIENT_FILL", "region_salient_things",
-    "region_caption_classes", "region_caption",
+    "region_caption_classes", "region_caption", "region_scene_caption",
 ]
 
 #: Thing colours and their nominal RGB (each object jitters around it).
@@ -196,42 +195,46 @@ def region_caption_classes(
     return named
 
 
-#: a thing is what a region is a picture of when the region shows at least this share of the
-#: thing's visible pixels ...
-REGION_SALIENT_WHOLE = 0.5
-#: ... and the thing fills at least this share of the region (docs/miniature.md §2)
-REGION_SALIENT_FILL = 0.15
-
-
-def region_salient_things(
+def region_scene_caption(
+    thing_names: Sequence[str],
     inside: Sequence[float],
     visible: Sequence[float],
-    region_area: float,
-    whole: float = REGION_SALIENT_WHOLE,
-    fill: float = REGION_SALIENT_FILL,
-    max_names: int = REGION_CAPTION_MAX_NAMES,
-) -> List[int]:
-    """The objects a region is a picture of (docs/miniature.md §2): those it shows mostly whole
-    (``inside / visible >= whole``) and that fill a good part of it
-    (``inside / region_area >= fill``), by decreasing ``inside``, at most ``max_names``.
+    areas: Sequence[float],
+    max_stuff: int = 2,
+) -> str:
+    """Caption of a region written as the world captions a scene (docs/miniature.md §2): every
+    object the region shows as a scene would show it (at least ``MIN_VISIBLE_FRACTION`` of its
+    visible pixels and ``MIN_VISIBLE_AREA`` pixels inside the region), counted, largest first,
+    then the stuff covering at least ``REGION_CAPTION_MIN_SHARE`` of the region (at most
+    ``max_stuff``, largest first), by :func:`make_caption`. A region showing no such object is
+    captioned by its stuff (:func:`region_caption`), or, with neither, by
+    :func:`region_caption_classes`.
 
     Args:
+        thing_names (sequence): (O,) class names of the scene's objects.
         inside (sequence): (O,) visible pixels of each object inside the region.
         visible (sequence): (O,) visible pixels of each object in the whole scene.
-        region_area (float): pixels of the region.
-    Returns:
-        list[int]: object indices, largest first; empty when none qualifies.
+        areas (sequence): (K,) pixels of each class of ``ALL_CLASSES`` inside the region.
 
-    >>> region_salient_things([90, 40, 5], [100, 100, 5], 400)
-    [0]
+    >>> region_scene_caption(["red square", "blue star"], [60, 10], [60, 100],
+    ...                      [0] * 30 + [140, 0, 0, 0, 0])
+    'a photo of a red square on grass.'
     """
-    inside = np.asarray(inside, dtype=np.float64)
-    visible = np.asarray(visible, dtype=np.float64)
-    if inside.size == 0 or region_area <= 0:
-        return []
-    ok = (inside >= whole * np.maximum(visible, 1)) & (inside >= fill * region_area)
-    order = np.argsort(-inside, kind="stable")
-    return [int(k) for k in order if ok[k]][:max_names]
+    inside = np.asarray(inside, dtype=np.float64).reshape(-1)
+    visible = np.asarray(visible, dtype=np.float64).reshape(-1)
+    shown = [thing_names[k] for k in np.argsort(-inside, kind="stable")
+             if inside[k] >= MIN_VISIBLE_FRACTION * max(visible[k], 1.0)
+             and inside[k] >= MIN_VISIBLE_AREA]
+    total = float(np.sum(areas))
+    stuff = [i for i in np.argsort(-np.asarray(areas, dtype=np.float64), kind="stable")
+             if ALL_CLASSES[i] in STUFF_CLASSES and total > 0
+             and areas[i] >= REGION_CAPTION_MIN_SHARE * total][:max_stuff]
+    stuff_names = [ALL_CLASSES[i] for i in stuff]
+    if shown:
+        return make_caption(shown, stuff_names)
+    if stuff_names:
+        return region_caption(stuff_names)
+    return region_caption([ALL_CLASSES[k] for k in region_caption_classes(areas)])
 
 
 def region_caption(class_names: Sequence[str]) -> str:
