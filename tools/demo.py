@@ -17,8 +17,9 @@ vocabulary. Images are preprocessed like the config's test loader
 ``OUTPUT/<stem>.png`` with boxes and "name score" labels, novel classes in red and base classes
 in blue, and ``OUTPUT/<stem>.json`` with the detections (``box`` xyxy
 in input-image pixels, ``class``, ``score``, ``novel``). The picture shows one box per object:
-class-agnostic NMS at ``--nms-iou`` (0.5) keeps the best class of overlapping boxes
-(``--no-agnostic-nms`` draws every detection); the JSON keeps all of them. Trailing
+class-agnostic NMS at ``--nms-iou`` (0.25) keeps the best class of overlapping boxes, and a box
+nested in a better one (``--nms-containment``: 0.5 of the smaller box inside both) is not drawn
+either (``--no-agnostic-nms`` draws every detection); the JSON keeps all of them. Trailing
 ``key=value`` arguments override the config (as in train_net.py); the weights come from
 ``train.init_checkpoint``.
 
@@ -230,13 +231,16 @@ def draw_semantic(image: np.ndarray, labels: torch.Tensor, metadata) -> np.ndarr
 # ----------------------------------------------------------------------------- one image
 
 
-def drawn_records(records: Sequence[Dict], iou: Optional[float]) -> List[Dict]:
+def drawn_records(records: Sequence[Dict], iou: Optional[float],
+                  containment: Optional[float] = None) -> List[Dict]:
     """The detections a picture shows: all of them (``iou`` None) or those kept by class-agnostic
-    NMS at ``iou`` (:func:`clipself.utils.visualize.agnostic_nms`), by decreasing score."""
+    NMS at ``iou`` and ``containment`` (:func:`clipself.utils.visualize.agnostic_nms`), by
+    decreasing score."""
     if iou is None or not records:
         return list(records)
     keep = agnostic_nms(torch.tensor([r["box"] for r in records]),
-                        torch.tensor([r["score"] for r in records]), iou)
+                        torch.tensor([r["score"] for r in records]), iou,
+                        containment=containment)
     return [records[i] for i in keep.tolist()]
 
 
@@ -247,7 +251,8 @@ def show_detections(out: Dict, vocab, image: np.ndarray, args) -> Tuple[np.ndarr
                                 max_dets=args.max_dets)
     result = {"vocabulary": list(vocab.class_names), "novel_classes": list(vocab.unseen_classes),
               "detections": records}
-    drawn = drawn_records(records, args.nms_iou if args.agnostic_nms else None)
+    drawn = drawn_records(records, args.nms_iou if args.agnostic_nms else None,
+                          args.nms_containment)
     novel = sum(r["novel"] for r in records)
     top = ", ".join(f"{r['class']} {r['score']:.2f}" for r in records[:3]) or "-"
     summary = (f"{len(records)} detections ({novel} novel, {len(records) - novel} base; "
@@ -310,8 +315,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--agnostic-nms", action=argparse.BooleanOptionalAction, default=True,
                    help="F-ViT pictures: draw one box per object (class-agnostic NMS over the "
                         "detections; the JSON keeps all); --no-agnostic-nms draws every one")
-    p.add_argument("--nms-iou", type=float, default=0.5,
+    p.add_argument("--nms-iou", type=float, default=0.25,
                    help="F-ViT pictures: IoU threshold of --agnostic-nms")
+    p.add_argument("--nms-containment", type=float, default=0.5,
+                   help="F-ViT pictures: --agnostic-nms also drops a box when this share of the "
+                        "smaller of it and a better kept box is their intersection (1 = off)")
     p.add_argument("opts", nargs=argparse.REMAINDER,
                    help="key=value config overrides, e.g. train.init_checkpoint=PATH")
     return p
@@ -359,6 +367,8 @@ def _run(args) -> int:
         raise DemoError(f"--max-dets must be positive; got {args.max_dets}")
     if not 0.0 <= args.nms_iou <= 1.0:
         raise DemoError(f"--nms-iou must be in [0, 1]; got {args.nms_iou}")
+    if not 0.0 < args.nms_containment <= 1.0:
+        raise DemoError(f"--nms-containment must be in (0, 1]; got {args.nms_containment}")
 
     predictor = _load(args)
     task = _task(args, predictor)

@@ -266,14 +266,18 @@ def stage_fvit(out: str, env: dict, towers: dict, toy_ckpt: str, size: dict,
     return res
 
 
-#: IoU of the class-agnostic NMS of the detection pictures (drawing only; AP uses every box)
-DRAW_NMS_IOU = 0.5
+#: IoU and containment of the class-agnostic NMS of the detection pictures (drawing only; AP
+#: uses every box; docs/miniature.md §4)
+DRAW_NMS_IOU, DRAW_NMS_CONTAINMENT = 0.25, 0.5
+#: score threshold of the detection pictures (tools/demo.py's default)
+DRAW_THRESHOLD = 0.3
 
 
 def stage_detection_pictures(out: str, data_root: str, env: dict, runs: dict, toy_ckpt: str,
                              num_images: int = 3) -> str:
     """tools/demo.py with each trained F-ViT on a few validation images -> one panel, one box
-    per object (class-agnostic NMS for drawing at ``DRAW_NMS_IOU``; docs/miniature.md §4).
+    per object (class-agnostic NMS for drawing at ``DRAW_NMS_IOU`` and
+    ``DRAW_NMS_CONTAINMENT``; docs/miniature.md §4).
 
     Args:
         runs (dict): backbone name -> (tower checkpoint, detector checkpoint).
@@ -289,8 +293,10 @@ def stage_detection_pictures(out: str, data_root: str, env: dict, runs: dict, to
         pic_dir = os.path.join(out, "fvit", "pictures", name)
         cmd = [
             sys.executable, os.path.join(ROOT, "tools", "demo.py"), "--config-file", FVIT_CONFIG,
-            "--input", *images, "--output", pic_dir, "--confidence-threshold", "0.2",
+            "--input", *images, "--output", pic_dir, "--confidence-threshold",
+            str(DRAW_THRESHOLD),
             "--agnostic-nms", "--nms-iou", str(DRAW_NMS_IOU),
+            "--nms-containment", str(DRAW_NMS_CONTAINMENT),
             f'train.init_checkpoint="{detector}"',
             f'model.backbone.bottom_up.clip.pretrained="{tower}"',
             f'model.roi_heads.box_predictor.vocabulary.text_encoder.pretrained="{toy_ckpt}"',
@@ -432,10 +438,11 @@ def write_report(out: str, m: dict) -> None:
           f"{d['ap50_all']:.1f} | {d['ap']:.1f} |" for k, d in m["detection"].items()],
         "",
         *([f"![detections]({m['detection_pictures']})", "",
-           "Detections scoring at least 0.2 on the first validation images, one box per "
-           f"object (class-agnostic NMS at IoU {DRAW_NMS_IOU} for drawing; the detections JSON "
-           "files keep every box); novel classes in red, base classes in blue (paper Figure "
-           "A2).", ""]
+           f"Detections scoring at least {DRAW_THRESHOLD} on the first validation images, one "
+           "box per "
+           f"object (class-agnostic NMS at IoU {DRAW_NMS_IOU}, nested boxes dropped, for "
+           "drawing; the detections JSON files keep every box); novel classes in red, base "
+           "classes in blue (paper Figure A2).", ""]
           if m.get("detection_pictures") else []),
         "## Wall time per stage (s)",
         "",

@@ -5,11 +5,11 @@ import numpy as np
 import torch
 from detectron2.utils.colormap import colormap
 from PIL import Image, ImageDraw
-from torchvision.ops import nms
+from torchvision.ops import box_area, nms
 
 from .kmeans import kmeans
 
-__all__ = ["palette", "kmeans_map", "side_by_side", "agnostic_nms"]
+__all__ = ["palette", "kmeans_map", "side_by_side", "intersection_over_smaller", "agnostic_nms"]
 
 
 def palette(n: int) -> np.ndarray:
@@ -70,24 +70,47 @@ def side_by_side(
     return grid
 
 
+def intersection_over_smaller(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise share of the smaller box that lies in the intersection: 1 when one box holds the
+    other (IoU cannot see a small box nested in a large one).
+
+    Args:
+        a (Tensor): (N, 4) xyxy.
+        b (Tensor): (M, 4) xyxy.
+    Returns:
+        Tensor: (N, M) in [0, 1].
+    """
+    lt = torch.max(a[:, None, :2], b[None, :, :2])  # (N, M, 2)
+    rb = torch.min(a[:, None, 2:], b[None, :, 2:])  # (N, M, 2)
+    inter = (rb - lt).clamp(min=0).prod(-1)  # (N, M)
+    smaller = torch.min(box_area(a)[:, None], box_area(b)[None, :])  # (N, M)
+    return inter / smaller.clamp(min=1e-6)
+
+
 def agnostic_nms(
     boxes: torch.Tensor,
     scores: torch.Tensor,
-    iou_threshold: float = 0.5,
+    iou_threshold: float = 0.25,
     top_k: Optional[int] = None,
+    containment: Optional[float] = 0.5,
 ) -> torch.Tensor:
     """Which detections to draw: class-agnostic NMS, so that an object that several classes
     claim is drawn once, with its best-scoring class (as in the paper's Figure A2;
     docs/miniature.md §4).
 
     The detector's own NMS is per class and keeps overlapping boxes of different classes; this
-    is for pictures only (detection results and metrics keep every box).
+    is for pictures only (detection results and metrics keep every box). Boxes of one object
+    found at different sizes (a part inside the whole) overlap little by IoU, so a box is also
+    dropped when ``containment`` or more of the smaller of it and a kept box lies in both.
 
     Args:
         boxes (Tensor): (R, 4) xyxy.
         scores (Tensor): (R,) scores.
         iou_threshold (float): a box overlapping a higher-scoring kept box by more IoU is dropped.
         top_k (int or None): keep at most this many (the best).
+        containment (float or None): drop a box when this share of the smaller of it and a
+            higher-scoring kept box is their intersection (:func:`intersection_over_smaller`);
+            None: IoU only.
     Returns:
         Tensor (R',) long: indices into ``boxes``, by decreasing score.
     """
@@ -96,4 +119,11 @@ def agnostic_nms(
     if len(boxes) != len(scores):
         raise ValueError(f"{len(boxes)} boxes but {len(scores)} scores")
     keep = nms(boxes, scores, float(iou_threshold))
+    if containment is not None and len(keep) > 1:
+        nested = intersection_over_smaller(boxes[keep], boxes[keep]) >= float(containment)
+        kept: List[int] = []
+        for i in range(len(keep)):  # greedy, by decreasing score (nms' order)
+            if not kept or not bool(nested[i, kept].any()):
+                kept.append(i)
+        keep = keep[kept]
     return keep[:top_k] if top_k is not None else keep

@@ -110,9 +110,13 @@ def test_pictures_draw_one_box_per_object():
             {"box": [30.0, 30.0, 40.0, 40.0], "score": 0.5, "class": "cat"}]
     assert [r["score"] for r in demo.drawn_records(recs, 0.5)] == [0.9, 0.5]
     assert demo.drawn_records(recs, None) == recs
+    # a part of the object found as a box of its own (inside the best box): not drawn
+    part = {"box": [0.0, 0.0, 4.0, 4.0], "score": 0.7, "class": "cat"}
+    assert [r["score"] for r in demo.drawn_records(recs + [part], 0.3, 0.6)] == [0.9, 0.5]
+    assert [r["score"] for r in demo.drawn_records(recs + [part], 0.3)] == [0.9, 0.7, 0.5]
     args = demo._parser().parse_args(["--config-file", "c.py", "--input", "a.png",
                                       "--output", "o"])
-    assert args.agnostic_nms and args.nms_iou == 0.5
+    assert args.agnostic_nms and args.nms_iou == 0.25 and args.nms_containment == 0.5
     assert not demo._parser().parse_args(["--config-file", "c.py", "--input", "a.png",
                                           "--output", "o", "--no-agnostic-nms"]).agnostic_nms
 
