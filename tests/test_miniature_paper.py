@@ -72,6 +72,7 @@ def test_quick_miniature_paper(quick_demo):
     assert "| toy CLIP + CLIPSelf (proposals) |" in report  # the detection table
 
 
+@pytest.mark.slow  # about 2 minutes; each head's train_net path is in the default suite
 def test_quick_segmentation_paper(quick_demo, tmp_path):
     """`make demo-seg` shortened: panoptic (3 class-score modes) and semantic heads on each tower
     of the quick demo, pictures, report."""
@@ -188,3 +189,27 @@ def test_quick_demo_seeds(quick_demo, tmp_path):
     report = (out / "REPORT.md").read_text()
     assert "| figure | seed 0 | seed 1 | mean +- std | min - max |" in report
     assert (out / "seeds.png").stat().st_size > 0
+    # a second run reuses the finished seed 1 (an interrupted run resumes where it stopped)
+    _run("demo_seeds.py", "--output", str(out), "--seeds", "0,1", "--quick",
+         "--demo", str(quick_demo))
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["summary"] == m["summary"] and again["seconds"]["1"] < 5
+
+
+def test_demo_seeds_reuses_only_finished_runs_of_the_same_world(tmp_path):
+    from tests.helpers import load_file
+
+    ds = load_file(os.path.join(ROOT, "tools", "demo_seeds.py"), "demo_seeds_p")
+    sizes = ds.SIZES["quick"]
+    finished = {"world": {"seed": 3}, "quick": True, "sizes": dict(sizes), "detection": {},
+                "region_recognition": {"after_patches": {}},
+                "seconds": {"world": 9.0, "before": 1.0, "clipself": 2.0, "fvit": 4.0}}
+    (tmp_path / "metrics.json").write_text(json.dumps(finished))
+    assert ds.reusable_run(str(tmp_path), 3, True, sizes) == finished
+    assert ds.stage_seconds(finished) == 7.0  # the world is cached per seed: not counted
+    assert ds.reusable_run(str(tmp_path), 4, True, sizes) is None  # another world
+    assert ds.reusable_run(str(tmp_path), 3, False, sizes) is None  # other sizes
+    assert ds.reusable_run(str(tmp_path / "missing"), 3, True, sizes) is None
+    del finished["detection"]  # stopped before F-ViT
+    (tmp_path / "metrics.json").write_text(json.dumps(finished))
+    assert ds.reusable_run(str(tmp_path), 3, True, sizes) is None

@@ -105,6 +105,7 @@ def test_one_and_two_processes_average_the_same_gradient(world, tmp_path):
     assert max(g.abs().max().item() for g in one["grads"].values()) > 1e-3  # not all zero
 
 
+@pytest.mark.slow  # four trainings; the two-process path is in the default suite
 def test_two_machines_equal_one_machine_with_two_processes(world, tmp_path):
     """``--num-machines 2`` (one process each, TCP rendezvous on this machine) trains and
     evaluates to the same weights and metrics as ``--num-gpus 2`` on one machine."""

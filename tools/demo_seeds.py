@@ -3,7 +3,9 @@
 every seed (``make demo-seeds``; docs/miniature.md §5).
 
 A seed that ``make demo`` already ran (``--demo``, the same sizes) is taken from its
-``metrics.json``. For every other seed, runs ``tools/miniature_paper.py --seed N --skip
+``metrics.json``, and so is a seed whose own run below finished at the same sizes (an interrupted
+``make demo-seeds`` resumes at the first unfinished seed; delete ``OUTPUT/seed_N`` to re-run it).
+For every other seed, runs ``tools/miniature_paper.py --seed N --skip
 mixed,alpha,pictures`` into ``OUTPUT/seed_N`` (its world and toy CLIP are cached there, so a
 second run only re-runs the distillation and detection stages). Then writes
 ``OUTPUT/metrics.json``, ``OUTPUT/REPORT.md`` (figures per seed, mean +- sample std, min - max;
@@ -50,9 +52,9 @@ def run_seed(out: str, seed: int, quick: bool, extra: list) -> dict:
         return json.load(f)
 
 
-def reusable_demo(demo: str, seed: int, quick: bool, sizes: Mapping) -> dict:
-    """The metrics of ``demo`` (``make demo``'s output) when it is a finished run of world
-    ``seed`` at these ``sizes`` with every stage demo-seeds needs, else None."""
+def reusable_run(demo: str, seed: int, quick: bool, sizes: Mapping) -> dict:
+    """The metrics of ``demo`` (an output folder of the miniature paper) when it is a finished
+    run of world ``seed`` at these ``sizes`` with every stage demo-seeds needs, else None."""
     path = os.path.join(demo, "metrics.json")
     if not os.path.isfile(path):
         return None
@@ -62,6 +64,15 @@ def reusable_demo(demo: str, seed: int, quick: bool, sizes: Mapping) -> dict:
             and m.get("sizes") == dict(sizes))
     return m if same and "detection" in m and "after_patches" in m.get(
         "region_recognition", {}) else None
+
+
+STAGES = ("before", "clipself", "proposals", "fvit")  # the stages demo-seeds needs
+
+
+def stage_seconds(metrics: Mapping) -> float:
+    """Seconds the run that computed ``metrics`` spent in the stages demo-seeds needs (world and
+    toy CLIP excluded: they are cached per seed)."""
+    return sum(metrics.get("seconds", {}).get(k, 0.0) for k in STAGES)
 
 
 def draw(summary: Mapping, path: str) -> str:
@@ -102,7 +113,7 @@ def draw(summary: Mapping, path: str) -> str:
 
 
 def write_report(out: str, summary: Mapping, quick: bool, seconds: Mapping,
-                 sources: Mapping) -> str:
+                 sources: Mapping, stage_times: Mapping) -> str:
     lines = [
         "# The miniature paper on several world seeds",
         "",
@@ -116,8 +127,12 @@ def write_report(out: str, summary: Mapping, quick: bool, seconds: Mapping,
         "",
         "Per-seed reports: " + ", ".join(f"seed {s}: `{p}`" for s, p in sources.items()) + ".",
         "",
-        "Wall time per seed (s; a reused run of `make demo` takes none): "
-        + ", ".join(f"seed {s} {v:.0f}" for s, v in seconds.items()),
+        "Wall time of this run per seed (s; a reused finished run takes none): "
+        + ", ".join(f"seed {s} {v:.0f}" for s, v in seconds.items()) + ".",
+        "",
+        "Stage time of the run that computed each seed (s; " + ", ".join(STAGES)
+        + "; world and toy CLIP excluded): "
+        + ", ".join(f"seed {s} {v:.0f}" for s, v in stage_times.items()) + ".",
     ]
     path = os.path.join(out, "REPORT.md")
     with open(path, "w") as fh:
@@ -153,13 +168,16 @@ def main(argv=None) -> dict:
     for i, seed in enumerate(seeds):
         t0 = time.time()
         _log(f"seed {seed} ({i + 1}/{len(seeds)})")
-        reused = reusable_demo(args.demo, seed, args.quick, sizes)
-        if reused is not None:
-            _log(f"seed {seed}: reusing {args.demo}/metrics.json (make demo's run of this world)")
-            per_seed[seed] = reused
-            sources[seed] = os.path.join(args.demo, "REPORT.md")
+        seed_out = os.path.join(out, f"seed_{seed}")
+        for folder, what in ((args.demo, "make demo's run of this world"),
+                             (seed_out, "a finished run of this seed")):
+            reused = reusable_run(folder, seed, args.quick, sizes)
+            if reused is not None:
+                _log(f"seed {seed}: reusing {folder}/metrics.json ({what})")
+                per_seed[seed] = reused
+                sources[seed] = os.path.join(folder, "REPORT.md")
+                break
         else:
-            seed_out = os.path.join(out, f"seed_{seed}")
             per_seed[seed] = run_seed(seed_out, seed, args.quick,
                                       ["--fvit-precision", args.fvit_precision,
                                        "--region-crops", str(args.region_crops)])
@@ -173,7 +191,8 @@ def main(argv=None) -> dict:
               "seconds": {str(s): round(v, 1) for s, v in seconds.items()}}
     with open(os.path.join(out, "metrics.json"), "w") as fh:
         json.dump(result, fh, indent=2)
-    report = write_report(out, summary, args.quick, seconds, sources)
+    stage_times = {s: stage_seconds(m) for s, m in per_seed.items()}
+    report = write_report(out, summary, args.quick, seconds, sources, stage_times)
     for line in summary_tables(summary):
         print(line)
     _log(f"report: {report}")
