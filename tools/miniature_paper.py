@@ -161,6 +161,7 @@ def stage_clipself(
 
 
 ALPHAS = (0.7, 0.5)
+QUICK_ALPHAS = (0.5,)  # --quick: one ensemble per run (each evaluation is a train_net process)
 
 
 def stage_alpha(out: str, env: dict, toy_ckpt: str, size: dict, quick: bool) -> dict:
@@ -169,7 +170,7 @@ def stage_alpha(out: str, env: dict, toy_ckpt: str, size: dict, quick: bool) -> 
     for source, config, folder in (("patches", DISTILL_CONFIG, "clipself"),
                                    ("proposals", PROPOSALS_CONFIG, "clipself_proposals")):
         ckpt = os.path.join(out, folder, "model_final.pth")
-        for alpha in ALPHAS:
+        for alpha in QUICK_ALPHAS if quick else ALPHAS:
             name = f"{source}_alpha{alpha}"
             out_dir = os.path.join(out, "alpha_eval", name)
             results = _train_net(name, [
@@ -356,7 +357,8 @@ def write_report(out: str, m: dict) -> None:
     for source, r1 in (("patches", patches), ("proposals", proposals)):
         if "alpha" not in rr:
             break
-        rows = [(1.0, r1)] + [(a, rr["alpha"][f"{source}_alpha{a}"]) for a in ALPHAS]
+        rows = [(1.0, r1)] + [(a, rr["alpha"][f"{source}_alpha{a}"]) for a in ALPHAS
+                              if f"{source}_alpha{a}" in rr["alpha"]]
         alpha_rows += [
             f"| {source} | {a} | {r['boxes_top1']:.1f} | {r['thing_masks_top1']:.1f} | "
             f"{r['stuff_masks_top1']:.1f} | {r['crops_top1']:.1f} |" for a, r in rows
