@@ -90,9 +90,10 @@ def draw(summary: Mapping, path: str) -> str:
         ax1.bar_label(bars, fmt="%.0f", fontsize=7)
         ax1.axhline(100 * t[key]["threshold"], color=colour, linestyle="--", linewidth=1)
     ax1.set_xticks(range(len(seeds)), [f"seed {s}" for s in seeds])
+    ax1.set_ylim(0, 110)  # room for the legend above the bars and the target lines
     ax1.set_ylabel("dense box top-1, % of the crops' top-1")
     ax1.set_title("region recognition (dashed: targets)")
-    ax1.legend(fontsize=7, loc="lower right")
+    ax1.legend(fontsize=7, loc="upper right")
     f = summary["figures"]
     for k, (key, colour, label) in enumerate((
             ("fvit_novel_original", "tab:gray", "toy CLIP"),
