@@ -52,10 +52,11 @@ def run_seed(out: str, seed: int, quick: bool, extra: list) -> dict:
         return json.load(f)
 
 
-def reusable_run(demo: str, seed: int, quick: bool, sizes: Mapping) -> dict:
-    """The metrics of ``demo`` (an output folder of the miniature paper) when it is a finished
-    run of world ``seed`` at these ``sizes`` with every stage demo-seeds needs, else None."""
-    path = os.path.join(demo, "metrics.json")
+def reusable_run(folder: str, seed: int, quick: bool, sizes: Mapping) -> dict:
+    """The metrics in ``folder`` (an output folder of the miniature paper) when it holds a
+    finished run of world ``seed`` at these ``sizes`` with every stage demo-seeds needs, else
+    None."""
+    path = os.path.join(folder, "metrics.json")
     if not os.path.isfile(path):
         return None
     with open(path) as f:
