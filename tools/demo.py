@@ -319,7 +319,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="F-ViT pictures: IoU threshold of --agnostic-nms")
     p.add_argument("--nms-containment", type=float, default=0.5,
                    help="F-ViT pictures: --agnostic-nms also drops a box when this share of the "
-                        "smaller of it and a better kept box is their intersection (1 = off)")
+                        "smaller of it and a better kept box is their intersection (1: only a "
+                        "box wholly inside another)")
     p.add_argument("opts", nargs=argparse.REMAINDER,
                    help="key=value config overrides, e.g. train.init_checkpoint=PATH")
     return p
